@@ -1,0 +1,112 @@
+"""The facts summed per cell (indicator, period and one value of every stratum), kept up to
+date as facts change, so that reading the results never rescans every fact.
+
+A cell is the finest grain the results need: rolling cells up with GROUPING SETS
+(:mod:`.aggregate`) gives every stratum. Summing the ~20 facts per patient of a county of
+a million residents takes tens of seconds; the cells are a few hundred thousand rows.
+
+Maintenance is by deltas: before facts are replaced, their contribution (with the strata
+they were counted under) is subtracted, afterwards the new facts are added, and a cell
+whose fact count reaches zero is dropped - exactly the cells a full recompute would give.
+Numerators and denominators are sums of doubles (integers for all but the prevalence-
+weighted denominators, whose results are rounded to 6 decimals), so the order of the
+additions does not change a result. Medians cannot be subtracted: the cells of indicators
+with a ``value`` are recomputed from their facts, which are few (one per referral or
+teleconsultation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kangqiao.analytics.indicators.engine import IndicatorStore
+
+UNKNOWN = "?"
+KEY = ("indicator_id", "period", "township_id", "village_id", "doctor_id", "sex", "age_band")
+TABLE = (
+    "CREATE OR REPLACE TABLE s_cells (indicator_id VARCHAR, period VARCHAR, "
+    "township_id VARCHAR, village_id VARCHAR, doctor_id VARCHAR, sex VARCHAR, "
+    "age_band VARCHAR, n BIGINT, num DOUBLE, den DOUBLE, vals DOUBLE[])"
+)
+
+
+def cells_sql(where: str = "TRUE", dim: str = "d_dim", sign: int = 1) -> str:
+    """Facts matching ``where`` summed per cell, with the strata of ``dim``; ``sign`` -1
+    gives the contribution to subtract."""
+    return f"""
+        SELECT f.indicator_id, f.period,
+            coalesce(d.township_id, '{UNKNOWN}') AS township_id,
+            coalesce(d.village_id, '{UNKNOWN}') AS village_id,
+            coalesce(d.doctor_id, '{UNKNOWN}') AS doctor_id,
+            coalesce(d.gender, '{UNKNOWN}') AS sex,
+            coalesce(age_band(age_on(d.birth_date, p.end_date)), '{UNKNOWN}') AS age_band,
+            {sign} * count(*) AS n, {sign} * sum(f.num) AS num, {sign} * sum(f.den) AS den,
+            flatten(list(f.vals) FILTER (WHERE f.vals IS NOT NULL)) AS vals
+        FROM (SELECT * FROM s_facts WHERE {where}) f
+        JOIN s_periods p ON p.period = f.period
+        LEFT JOIN {dim} d ON d.patient_id = f.patient_id
+        GROUP BY ALL"""
+
+
+def rebuild(store: IndicatorStore) -> None:
+    store.con.execute(TABLE)
+    store.con.execute(f"INSERT INTO s_cells {cells_sql()}")
+
+
+def recompute(store: IndicatorStore, where: str) -> None:
+    """Replace the cells matching ``where`` (on ``indicator_id`` and ``period`` only) from
+    their facts: cheaper than deltas when every patient's facts changed (HEARTS after the
+    reference day moved)."""
+    store.con.execute(f"DELETE FROM s_cells WHERE {where}")
+    store.con.execute(f"INSERT INTO s_cells {cells_sql(where)}")
+
+
+def _in(ids: Sequence[str]) -> str:
+    return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+
+
+class Delta:
+    """Collects the change of the cells while facts of ``indicators`` are replaced."""
+
+    def __init__(self, store: IndicatorStore) -> None:
+        self.con = store.con
+        self.medians: set[str] = {i.id for i in store.catalogue if i.value is not None}
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _delta AS SELECT * EXCLUDE (vals) FROM s_cells "
+            "WHERE FALSE"
+        )
+
+    def record(self, where: str, sign: int, dim: str = "d_dim") -> None:
+        """Add (``sign`` 1) or subtract (-1) the facts matching ``where``."""
+        skip = f" AND indicator_id NOT IN ({_in(sorted(self.medians))})" if self.medians else ""
+        summed = cells_sql(where + skip, dim, sign)
+        self.con.execute(f"INSERT INTO _delta SELECT * EXCLUDE (vals) FROM ({summed})")
+
+    def apply(self, indicators: Sequence[str]) -> None:
+        """Merge the delta into ``s_cells``; recompute the median indicators' cells."""
+        on = " AND ".join(f"s.{k} = d.{k}" for k in KEY)
+        keys = ", ".join(KEY)
+        con = self.con
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _delta_sum AS SELECT {keys}, sum(n) AS n, "
+            f"sum(num) AS num, sum(den) AS den FROM _delta GROUP BY ALL"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _merged AS SELECT {keys}, sum(n) AS n, "
+            f"sum(num) AS num, sum(den) AS den, NULL::DOUBLE[] AS vals FROM ("
+            f"SELECT s.{', s.'.join(KEY)}, s.n, s.num, s.den FROM s_cells s "
+            f"SEMI JOIN _delta_sum d ON {on} "
+            f"UNION ALL SELECT * FROM _delta_sum) GROUP BY ALL"
+        )
+        con.execute(f"DELETE FROM s_cells s USING _delta_sum d WHERE {on}")
+        con.execute("INSERT INTO s_cells SELECT * FROM _merged WHERE n > 0")
+        medians = sorted(self.medians & set(indicators))
+        if medians:
+            listed = _in(medians)
+            con.execute(f"DELETE FROM s_cells WHERE indicator_id IN ({listed})")
+            fresh = cells_sql(f"indicator_id IN ({listed})")
+            con.execute(f"INSERT INTO s_cells {fresh}")
+        for t in ("_delta", "_delta_sum", "_merged"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")

@@ -1,0 +1,472 @@
+"""Compute the catalogue on DuckDB from NDJSON, fully or incrementally.
+
+Pipeline (all SQL, all in one DuckDB database, in memory or a file):
+
+1. every ViewDefinition in ``analytics/views`` runs once over the NDJSON files of its
+   resource type into a table ``v_<view>`` (keyed by ``id``; ``patient_id`` where the
+   resource belongs to a patient);
+2. derived tables (:mod:`.derived`) join them into visits, enrolments, lab tests and
+   each patient's strata (``d_<name>``);
+3. every indicator's ``units`` query is reduced to one *fact* row per patient, period and
+   indicator (numerator, denominator, values for medians) in ``s_facts``;
+4. :mod:`.cells` sums the facts per cell (indicator, period, one value of every stratum)
+   into ``s_cells``, and :mod:`.aggregate` rolls the cells up per stratum.
+
+Incremental refresh: because every fact belongs to one patient, new NDJSON only changes
+the facts of the patients it mentions. A refresh upserts the new view rows, rebuilds
+the derived rows and facts of those patients only and re-aggregates (the facts are
+small); the cells change by the difference of those patients' old and new facts, so no
+refresh re-sums every fact. Three things are global and trigger more work: a change of
+Organization or PractitionerRole (strata of everyone: full rebuild), a new month in the data (a new
+period: full rebuild) and a later reference day (the ``as_of`` indicators, HEARTS,
+are recomputed for all patients, in the periods whose reference day moved: the current
+month and year).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from kangqiao.analytics import compile_view
+from kangqiao.analytics.indicators import cells, derived
+from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, load_views
+from kangqiao.analytics.viewsql import merge_structures, read_json_sql
+
+NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+
+
+def input_files(paths: Iterable[str | Path]) -> list[Path]:
+    """NDJSON files under ``paths`` (files or directories, searched recursively)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.name.endswith(NDJSON_SUFFIXES)
+            )
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"input not found: {p}")
+    return files
+
+
+def _resource_type_of(path: Path) -> str | None:
+    """``Observation.ndjson``, ``Observation_2.ndjson``, ``Observation-0001.ndjson.gz``."""
+    stem = path.name.split(".", 1)[0]
+    for sep in ("_", "-"):
+        stem = stem.split(sep, 1)[0]
+    return stem if stem[:1].isupper() else None
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class IndicatorStore:
+    """The state of the indicators for one county: view rows, derived rows, facts."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        catalogue: Sequence[Indicator] | None = None,
+        params: dict[str, Any] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.con = duckdb.connect(str(path) if path is not None else ":memory:")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.catalogue = tuple(catalogue) if catalogue is not None else load_catalogue()
+        self.views = load_views()
+        self._compiled = {name: compile_view(v) for name, v in self.views.items()}
+        for macro in derived.MACROS:
+            self.con.execute(macro)
+        self.params = params or {}
+        self._sliced = False  # the touched patients' view rows are in t_<view> tables
+        if self._has_table("s_meta"):
+            self.params = {**json.loads(self._meta("params") or "{}"), **(params or {})}
+
+    # --- public --------------------------------------------------------------------------
+    def load(
+        self, inputs: Iterable[str | Path], years: Sequence[int], as_of: dt.date | None = None
+    ) -> None:
+        """Full build from NDJSON for calendar ``years`` (their months are periods too)."""
+        # Later inputs replace earlier ones resource by resource (a base export, then
+        # newer files); ids are taken to be unique within one input, as in a bulk export.
+        groups = [input_files([p]) for p in inputs] or [[]]
+        self.con.execute("CREATE OR REPLACE TABLE s_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self._set_meta("years", json.dumps(sorted(set(map(int, years)))))
+        self._set_meta("as_of_override", as_of.isoformat() if as_of else "")
+        self._set_meta("params", json.dumps(self.params))
+        self._run_views(groups[0], "TABLE v_")
+        for files in groups[1:]:
+            self._stage(files)
+            self._upsert()
+        self._rebuild()
+
+    def refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
+        """Apply new NDJSON (new or changed resources); returns what was recomputed.
+
+        One transaction: a failed refresh leaves the store as it was, and the database file
+        is written once at the commit instead of after each of the ~150 statements."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            done = self._refresh(inputs)
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+        return done
+
+    def _refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
+        touched_views = self._stage(input_files(inputs))
+        pk = [n for n in touched_views if self._patient_keyed(n)]
+        parts = [f"SELECT patient_id FROM n_{n}" for n in pk]
+        # A resource moved to another patient touches the old patient too.
+        parts += [f"SELECT patient_id FROM v_{n} WHERE id IN (SELECT id FROM n_{n})" for n in pk]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT patient_id FROM ("
+            + (" UNION ALL ".join(parts) or "SELECT '' AS patient_id WHERE FALSE")
+            + ")"
+        )
+        # The strata the touched patients' current facts were counted under.
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _old_dim AS SELECT * FROM main.d_dim "
+            "WHERE patient_id IN (SELECT patient_id FROM touched)"
+        )
+        self._upsert()
+        old_periods = self._periods_snapshot()
+        self._write_periods()
+        dims_changed = any(n in derived.DIMENSION_VIEWS for n in touched_views)
+        if dims_changed or [p[:4] for p in old_periods] != [
+            p[:4] for p in self._periods_snapshot()
+        ]:
+            self._rebuild()
+            return {"mode": "full", "patients": None}
+        if not self._has_table("s_cells"):  # a store written before cells were kept
+            cells.rebuild(self)
+        delta = cells.Delta(self)
+        self._sliced = False
+        self._derive_patients(touched=True)
+        self._facts(self.catalogue, touched=True, delta=delta, old_dim="_old_dim")
+        # The reference day moved: the as_of indicators (HEARTS) change for everyone, but
+        # only in the periods whose reference day moved (the current month and year).
+        moved = sorted({p[0] for p in set(self._periods_snapshot()) - set(old_periods)})
+        as_of = [i for i in self.catalogue if i.as_of]
+        if moved:
+            self._facts(as_of, touched=False, periods=moved)
+        delta.apply([i.id for i in self.catalogue])
+        if moved and as_of:
+            cells.recompute(self, f"indicator_id IN ({', '.join(_sql_str(i.id) for i in as_of)})"
+                            f" AND period IN ({', '.join(_sql_str(p) for p in moved)})")
+        self.con.execute("DROP TABLE IF EXISTS _old_dim")
+        return {"mode": "incremental", "patients": self._count("touched")}
+
+    def results(
+        self,
+        strata: Sequence[str] = ("county", "township", "village", "doctor", "sex", "age-band"),
+        suppress_below: int = 10,
+        periods: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        from kangqiao.analytics.indicators.aggregate import aggregate
+
+        return aggregate(self, strata, suppress_below, periods)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> IndicatorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- views -----------------------------------------------------------------------------
+    def _stage(self, files: list[Path]) -> list[str]:
+        """Run every view over ``files`` into ``n_<view>``; the views that got rows."""
+        self._run_views(files, "TEMP TABLE n_")
+        return [name for name in self.views if self._count(f"n_{name}")]
+
+    def _run_views(self, files: list[Path], into: str) -> None:
+        """``CREATE OR REPLACE {into}<view>`` for every view over ``files``. The views of
+        one resource type share one parse of its files (the Observation file, the largest,
+        feeds both ``observation`` and ``blood_pressure``): the documents are parsed once
+        into a temporary table holding the elements any of them reads."""
+        by_type: dict[str, list[str]] = {}
+        for name in self.views:
+            by_type.setdefault(self._compiled[name].view.resource, []).append(name)
+        for rtype, names in by_type.items():
+            mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
+            shared = self._shared_structure(names) if mine and len(names) > 1 else None
+            if shared is None:
+                for name in names:
+                    self.con.execute(
+                        f"CREATE OR REPLACE {into}{name} AS {self._view_sql(name, files)}"
+                    )
+                continue
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _parsed AS SELECT resource FROM "
+                f"{read_json_sql(mine, shared)} WHERE resource.\"resourceType\" = {_sql_str(rtype)}"
+            )
+            for name in names:
+                sql = self._keyed(name, self._compiled[name].sql_parsed("_parsed"))
+                self.con.execute(f"CREATE OR REPLACE {into}{name} AS {sql}")
+            self.con.execute("DROP TABLE _parsed")
+
+    def _shared_structure(self, names: list[str]) -> dict[str, object] | None:
+        merged: object = {}
+        for name in names:
+            structure = self._compiled[name].structure()
+            merged = None if structure is None else merge_structures(merged, structure)
+            if merged is None:
+                return None
+        return merged if isinstance(merged, dict) else None
+
+    def _upsert(self) -> None:
+        for name in self.views:
+            self.con.execute(f"DELETE FROM v_{name} WHERE id IN (SELECT id FROM n_{name})")
+            self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
+            self.con.execute(f"DROP TABLE n_{name}")
+
+    def _patient_keyed(self, name: str) -> bool:
+        return any(c.name == "patient_id" for c in self._compiled[name].columns)
+
+    def _view_sql(self, name: str, files: list[Path]) -> str:
+        compiled = self._compiled[name]
+        rtype = compiled.view.resource
+        mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
+        if mine:
+            sql = compiled.sql_files(mine)
+        else:
+            cols = ", ".join(f'CAST(NULL AS {c.sql_type}) AS "{c.name}"' for c in compiled.columns)
+            sql = f"SELECT {cols} WHERE FALSE"
+        return self._keyed(name, sql)
+
+    def _keyed(self, name: str, sql: str) -> str:
+        if self._patient_keyed(name):
+            # '' stands for "no patient" so that such rows still take part in refreshes.
+            return f"SELECT * REPLACE (coalesce(patient_id, '') AS patient_id) FROM ({sql})"
+        return sql
+
+    # --- binding: the names the catalogue's SQL reads -----------------------------------------
+    def _bind(self, touched: bool) -> None:
+        """Point the plain names (``encounter``, ``visit`` ...) at the stored tables, limited
+        to the touched patients during an incremental refresh.
+
+        The touched patients' view rows are copied once per refresh into small temporary
+        tables (``t_<view>``): the derived tables and every indicator's units query then
+        read those instead of each scanning the county's full view tables again."""
+        only = " WHERE patient_id IN (SELECT patient_id FROM touched)" if touched else ""
+        for name in self.views:
+            source = f"main.v_{name}"
+            if touched and self._patient_keyed(name):
+                if not self._sliced:
+                    self.con.execute(
+                        f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * FROM {source}{only}"
+                    )
+                source = f"t_{name}"
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
+        self._sliced = self._sliced or touched
+        for name in derived.DIMENSION_TABLES:
+            if self._has_table(f"d_{name}"):
+                self.con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}"
+                )
+        for name in derived.PATIENT_TABLES:
+            if self._has_table(f"d_{name}"):
+                self.con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}{only}"
+                )
+
+    # --- derived tables and facts ----------------------------------------------------------
+    def _rebuild(self) -> None:
+        self._write_periods()
+        self._bind(touched=False)
+        for name, sql in derived.DIMENSION_TABLES.items():
+            self.con.execute(f"CREATE OR REPLACE TABLE d_{name} AS {sql}")
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}")
+        for name in derived.PATIENT_TABLES:
+            self.con.execute(f"DROP TABLE IF EXISTS d_{name}")
+        self._derive_patients(touched=False)
+        self.con.execute(
+            "CREATE OR REPLACE TABLE s_facts (indicator_id VARCHAR, patient_id VARCHAR, "
+            "period VARCHAR, num DOUBLE, den DOUBLE, vals DOUBLE[])"
+        )
+        self._facts(self.catalogue, touched=False)
+        cells.rebuild(self)
+
+    def _derive_patients(self, touched: bool) -> None:
+        for name, sql in derived.PATIENT_TABLES.items():
+            self._bind(touched)
+            if not self._has_table(f"d_{name}"):
+                self.con.execute(f"CREATE TABLE d_{name} AS {sql}")
+            else:
+                if touched:
+                    self.con.execute(
+                        f"DELETE FROM d_{name} WHERE patient_id IN (SELECT patient_id FROM touched)"
+                    )
+                else:
+                    self.con.execute(f"DELETE FROM d_{name}")
+                self.con.execute(f"INSERT INTO d_{name} {sql}")
+        self._bind(touched)
+
+    def indicator_params(self, ind: Indicator) -> dict[str, Any]:
+        """Overrides for ``ind``: ``params[<indicator id>]`` or a bare parameter name."""
+        flat = {k: v for k, v in self.params.items() if k in ind.parameters}
+        return {**flat, **self.params.get(ind.id, {})}
+
+    def _facts(
+        self,
+        indicators: Sequence[Indicator],
+        touched: bool,
+        *,
+        delta: cells.Delta | None = None,
+        old_dim: str = "d_dim",
+        periods: Sequence[str] | None = None,
+    ) -> None:
+        """Replace the facts of ``indicators`` (of the touched patients, of ``periods``);
+        ``delta`` records the change of the cells (facts subtracted with the strata of
+        ``old_dim``, the ones they were counted under)."""
+        self._bind(touched)
+        ids = ", ".join(_sql_str(i.id) for i in indicators)
+        if not ids:
+            return
+        where = f"indicator_id IN ({ids})"
+        if touched:
+            where += " AND patient_id IN (SELECT patient_id FROM touched)"
+        only = ""
+        if periods is not None:
+            only = " AND period IN (" + ", ".join(_sql_str(p) for p in periods) + ")"
+            where += only
+        if delta is not None:
+            delta.record(where, -1, old_dim)
+        self.con.execute(f"DELETE FROM s_facts WHERE {where}")
+        # Indicators with the same units (the five HEARTS states, the contract key
+        # groups) share one evaluation of the units query.
+        groups: dict[tuple[str, tuple[str, ...]], list[Indicator]] = {}
+        for ind in indicators:
+            units = ind.render(ind.units, self.indicator_params(ind))
+            groups.setdefault((units, ind.period_types), []).append(ind)
+        for (units, kinds), members in groups.items():
+            listed = ", ".join(_sql_str(k) for k in kinds)
+            self.con.execute(
+                "CREATE OR REPLACE TEMP VIEW periods AS "
+                f"SELECT * FROM main.s_periods WHERE kind IN ({listed}){only}"
+            )
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
+            for ind in members:
+                self.con.execute(self._fact_sql(ind))
+        self.con.execute("DROP TABLE IF EXISTS _units")
+        if delta is not None:
+            delta.record(where, 1)
+
+    def _fact_sql(self, ind: Indicator) -> str:
+        p = self.indicator_params(ind)
+        num = f"coalesce(CAST(({ind.render(ind.numerator, p)}) AS DOUBLE), 0)"
+        den = (
+            "NULL::DOUBLE"
+            if ind.denominator is None
+            else f"sum(coalesce(CAST(({ind.render(ind.denominator, p)}) AS DOUBLE), 0))"
+        )
+        if ind.value is not None:
+            value = f"CAST(({ind.render(ind.value, p)}) AS DOUBLE)"
+            vals = f"list({value}) FILTER (WHERE {value} IS NOT NULL AND {num} > 0)"
+        else:
+            vals = "NULL::DOUBLE[]"
+        return (
+            f"INSERT INTO s_facts SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
+            f"{den}, {vals} FROM _units GROUP BY patient_id, period"
+        )
+
+    # --- periods and the reference day -----------------------------------------------------
+    def data_as_of(self) -> dt.date | None:
+        """The reference day: the override, else the latest encounter day in the data."""
+        override = self._meta("as_of_override")
+        if override:
+            return dt.date.fromisoformat(override)
+        row = self.con.execute("SELECT max(local_day(start)) FROM main.v_encounter").fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def _write_periods(self) -> None:
+        years = json.loads(self._meta("years") or "[]")
+        as_of = self.data_as_of()
+        rows: list[tuple[str, str, dt.date, dt.date, dt.date]] = []
+        for y in years:
+            end = dt.date(y, 12, 31)
+            rows.append((str(y), "year", dt.date(y, 1, 1), end, min(end, as_of or end)))
+            for m in range(1, 13):
+                start = dt.date(y, m, 1)
+                if as_of is not None and start > as_of:
+                    break  # no months after the data ends: they would only repeat it
+                m_end = (dt.date(y + m // 12, m % 12 + 1, 1)) - dt.timedelta(days=1)
+                rows.append((f"{y}-{m:02d}", "month", start, m_end, min(m_end, as_of or m_end)))
+        self.con.execute(
+            "CREATE OR REPLACE TABLE s_periods (period VARCHAR, kind VARCHAR, "
+            "start_date DATE, end_date DATE, as_of DATE)"
+        )
+        if rows:
+            self.con.executemany("INSERT INTO s_periods VALUES (?, ?, ?, ?, ?)", rows)
+
+    def _periods_snapshot(self) -> list[tuple[Any, ...]]:
+        if not self._has_table("s_periods"):
+            return []
+        return [
+            tuple(r) for r in self.con.execute("SELECT * FROM s_periods ORDER BY period").fetchall()
+        ]
+
+    # --- small helpers ---------------------------------------------------------------------------
+    def _has_table(self, name: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
+            [name],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def _meta(self, key: str) -> str | None:
+        if not self._has_table("s_meta"):
+            return None
+        row = self.con.execute("SELECT value FROM s_meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO s_meta VALUES (?, ?)", [key, value])
+
+
+def parse_years(period: str | int | Sequence[str | int]) -> list[int]:
+    """``2026``, ``"2026"``, ``"2025,2026"`` or ``[2025, 2026]`` -> years."""
+    items = (
+        period.split(",")
+        if isinstance(period, str)
+        else ([period] if isinstance(period, int) else list(period))
+    )
+    try:
+        return sorted({int(str(p).strip()) for p in items})
+    except ValueError:
+        raise ValueError(f"period must be a year or a list of years, not {period!r}") from None
+
+
+def compute_indicators(
+    input_paths: Iterable[str | Path],
+    period: str | int | Sequence[str | int],
+    strata: Sequence[str] = ("county", "township", "village", "doctor", "sex", "age-band"),
+    suppress_below: int = 10,
+    *,
+    params: dict[str, Any] | None = None,
+    as_of: dt.date | None = None,
+    catalogue: Sequence[Indicator] | None = None,
+) -> list[dict[str, Any]]:
+    """Every catalogue indicator for ``period`` (a year: the year and its months) per
+    stratum, as rows; counts below ``suppress_below`` suppressed (0 turns it off)."""
+    with IndicatorStore(catalogue=catalogue, params=params) as store:
+        store.load(input_paths, parse_years(period), as_of=as_of)
+        return store.results(strata, suppress_below)

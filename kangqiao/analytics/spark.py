@@ -1,0 +1,172 @@
+"""The Spark engine: the same compiled views, in the Spark SQL dialect, on Apache Spark.
+
+One SparkSession per process (:func:`session`), started on first use: local mode
+(``KANGQIAO_SPARK_MASTER=local[2]``, the default) runs Spark inside this process, bound to
+the loopback interface with the web UI off; a master URL (``spark://host:7077``, ``yarn``,
+``k8s://...``) runs the views on a cluster, which then reads its inputs from storage every
+executor sees (HDFS, S3, a shared file system). Under ``spark-submit`` the session the
+launcher configured is used as it is.
+
+Documents are read as lines of JSON text and parsed once each by ``from_json`` into the
+structure of the elements the view reads (the compiler's struct mode).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kangqiao.analytics.dialects import SparkDialect
+from kangqiao.analytics.viewdef import View, ViewDefinitionError
+from kangqiao.analytics.viewsql import OutColumn, ViewCompiler
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# SQL semantics the compiled views rely on (see SparkDialect); set on every session used.
+SQL_CONF = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.parser.escapedStringLiterals": "false",
+}
+LOCAL_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+_lock = threading.Lock()
+_session: SparkSession | None = None
+
+
+class SparkViewError(ViewDefinitionError):
+    """The view cannot run on Spark (it needs the JSONPath mode only DuckDB has)."""
+
+
+def session(master: str | None = None) -> SparkSession:
+    """The process's SparkSession: an active one (spark-submit, a notebook) or a new one
+    on ``master`` (default: the ``KANGQIAO_SPARK_MASTER`` setting)."""
+    global _session
+    with _lock:
+        if _session is None:
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()
+            if active is not None:
+                _session = active
+            else:
+                from kangqiao.settings import get_settings
+
+                builder = SparkSession.builder.appName("kangqiao-views")
+                # under spark-submit the JVM is already up with its --master and --conf
+                submitted = "PYSPARK_GATEWAY_PORT" in os.environ and master is None
+                url = master or get_settings().spark_master
+                if not submitted:
+                    builder = builder.master(url)
+                if url.startswith("local") and not submitted:
+                    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
+                    for key, value in LOCAL_CONF.items():
+                        builder = builder.config(key, value)
+                _session = builder.getOrCreate()
+                _session.sparkContext.setLogLevel("ERROR")
+            for key, value in SQL_CONF.items():
+                _session.conf.set(key, value)
+        return _session
+
+
+def compile_spark(view: View) -> ViewCompiler:
+    compiler = ViewCompiler(view, SparkDialect(), struct=True)
+    from kangqiao.analytics.fhirpath_sql import NeedJson
+
+    try:
+        compiler.sql("_probe")
+    except NeedJson as exc:
+        raise SparkViewError(f"this view cannot run on the Spark engine ({exc}); "
+                             f"run it on DuckDB") from None  # fmt: skip
+    return compiler
+
+
+def _frame(spark: SparkSession, compiler: ViewCompiler, source: DataFrame) -> DataFrame:
+    name = f"_kq_src_{id(source)}"
+    source.createOrReplaceTempView(name)
+    return spark.sql(compiler.sql(name))
+
+
+def _collect(frame: DataFrame) -> list[tuple[Any, ...]]:
+    try:
+        return [tuple(r) for r in frame.collect()]
+    except Exception as exc:  # pyspark's errors carry the raise_error() message
+        message = str(exc)
+        if "multiple values found" in message or "expected a single value" in message:
+            from kangqiao.analytics import ViewEvaluationError
+
+            text = message.split("] ", 1)[-1].split(" SQLSTATE")[0]
+            raise ViewEvaluationError(text) from None
+        raise
+
+
+def run_docs(view: View, docs: Sequence[str]) -> tuple[list[tuple[Any, ...]], list[OutColumn]]:
+    """Rows of ``view`` over JSON documents held in memory.
+
+    In local mode they go through a temporary NDJSON file, which the JVM reads itself
+    (a DataFrame built from Python objects needs Python worker processes to unpickle
+    them, far slower); on a cluster, whose executors cannot see that file, they do."""
+    compiler = compile_spark(view)
+    spark = session()
+    if not str(spark.sparkContext.master).startswith("local"):
+        source = spark.createDataFrame([(d,) for d in docs], "resource STRING")
+        return _collect(_frame(spark, compiler, source)), compiler.output_columns()
+    with tempfile.TemporaryDirectory(prefix="kq-spark-") as tmp:
+        path = Path(tmp) / "docs.ndjson"
+        path.write_text("".join(d + "\n" for d in docs), encoding="utf-8")  # orjson: one line
+        source = spark.read.text(str(path)).withColumnRenamed("value", "resource")
+        return _collect(_frame(spark, compiler, source)), compiler.output_columns()
+
+
+def files_frame(view: View, files: Sequence[str]) -> tuple[DataFrame, list[OutColumn]]:
+    """The rows of ``view`` over NDJSON (or .ndjson.gz) files, as a lazy DataFrame."""
+    compiler = compile_spark(view)
+    spark = session()
+    source = spark.read.text(list(files)).withColumnRenamed("value", "resource")
+    return _frame(spark, compiler, source), compiler.output_columns()
+
+
+def run_files(view: View, files: Sequence[str]) -> tuple[list[tuple[Any, ...]], list[OutColumn]]:
+    frame, columns = files_frame(view, files)
+    return _collect(frame), columns
+
+
+def write(frame: DataFrame, columns: list[OutColumn], out: str, fmt: str) -> int:
+    """Write the rows to the folder ``out`` (Spark's part files; one per partition).
+
+    CSV holds no lists: collection columns are written as JSON arrays. NDJSON writes
+    columns of complex values as nested JSON, CSV and Parquet as JSON text."""
+    from pyspark.sql import functions as F
+
+    exprs = []
+    for c in columns:
+        col = F.col(f"`{c.name}`")
+        if fmt == "csv" and c.collection:
+            col = F.to_json(col)
+        elif fmt == "ndjson" and c.kind == "json":
+            col = F.transform(col, F.parse_json) if c.collection else F.parse_json(col)
+        exprs.append(col.alias(c.name))
+    frame = frame.select(*exprs)
+    writer = frame.write.mode("overwrite")
+    spark = frame.sparkSession
+    # Written in one pass, then counted from what was written (Parquet: from its footers);
+    # caching the rows to count them first costs more than reading the output back.
+    if fmt == "csv":
+        writer.option("header", True).csv(out)
+        return spark.read.option("header", True).csv(out).count()
+    if fmt == "parquet":
+        writer.parquet(out)
+        return spark.read.parquet(out).count()
+    writer.option("ignoreNullFields", False).json(out)
+    return spark.read.text(out).count()

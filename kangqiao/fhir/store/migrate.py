@@ -1,0 +1,19 @@
+"""Schema migrations (Alembic) run from code: ``kangqiao migrate`` and test fixtures."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+
+from kangqiao.settings import REPO_ROOT
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)

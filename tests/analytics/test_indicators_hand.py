@@ -1,0 +1,443 @@
+"""Each catalogue indicator on a small hand-built county with known answers."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from kangqiao.analytics.indicators import compute_indicators
+from kangqiao.analytics.indicators.aggregate import is_suppressed
+
+KQ = "https://kangqiao.example/fhir/"
+DIV = KQ + "StructureDefinition/admin-division-code"
+_ids = itertools.count(1)
+
+
+class County:
+    """Builds resources and writes them as ``<Type>.ndjson`` (the synth layout)."""
+
+    def __init__(self) -> None:
+        self.res: list[dict[str, Any]] = []
+        self.org("org-hosp", "county-hospital", "431299100000")
+        self.org("org-lab", "department", None, part_of="org-hosp")
+        self.org("org-thc", "township-centre", "431299100000")
+        self.org("org-vc", "village-clinic", "431299100201")
+        self.add(
+            {
+                "resourceType": "PractitionerRole",
+                "id": "role-gp",
+                "organization": {"reference": "Organization/org-thc"},
+                "practitioner": {"display": "王医生"},
+            }
+        )
+
+    def add(self, r: dict[str, Any]) -> dict[str, Any]:
+        r.setdefault("id", f"{r['resourceType'].lower()}-{next(_ids)}")
+        self.res.append(r)
+        return r
+
+    def org(self, oid: str, kind: str, division: str | None, part_of: str | None = None) -> None:
+        r: dict[str, Any] = {
+            "resourceType": "Organization",
+            "id": oid,
+            "name": oid,
+            "type": [{"coding": [{"system": KQ + "CodeSystem/institution-type", "code": kind}]}],
+        }
+        if division:
+            r["address"] = [{"extension": [{"url": DIV, "valueCode": division}]}]
+        if part_of:
+            r["partOf"] = {"reference": f"Organization/{part_of}"}
+        self.add(r)
+
+    def patient(self, pid: str, birth: str, gender: str = "female", resident: bool = True) -> str:
+        ident = [{"system": KQ + "sid/resident-id", "value": "x"}]
+        if resident:
+            ident.append({"system": KQ + "sid/health-record", "value": pid})
+        self.add(
+            {
+                "resourceType": "Patient",
+                "id": pid,
+                "birthDate": birth,
+                "gender": gender,
+                "identifier": ident,
+                "telecom": [{"system": "phone", "value": "1"}],
+                "managingOrganization": {"reference": "Organization/org-thc"},
+                "generalPractitioner": [{"reference": "PractitionerRole/role-gp"}],
+                "address": [{"extension": [{"url": DIV, "valueCode": "431299100201"}]}],
+            }
+        )
+        return pid
+
+    def episode(self, pid: str, kind: str, start: str, end: str | None = None) -> None:
+        period = {"start": start} | ({"end": end} if end else {})
+        self.add(
+            {
+                "resourceType": "EpisodeOfCare",
+                "status": "active",
+                "period": period,
+                "patient": {"reference": f"Patient/{pid}"},
+                "type": [{"coding": [{"system": KQ + "CodeSystem/episode-type", "code": kind}]}],
+            }
+        )
+
+    def visit(
+        self,
+        pid: str,
+        day: str,
+        bp: tuple[int, int] | None = None,
+        *,
+        disease: str = "htn",
+        glucose: float | None = None,
+        cls: str = "AMB",
+        org: str = "org-vc",
+    ) -> str:
+        enc = self.add(
+            {
+                "resourceType": "Encounter",
+                "status": "finished",
+                "class": {"code": cls},
+                "type": [
+                    {
+                        "coding": [
+                            {
+                                "system": KQ + "CodeSystem/encounter-type",
+                                "code": f"{disease}-followup",
+                            }
+                        ]
+                    }
+                ],
+                "subject": {"reference": f"Patient/{pid}"},
+                "serviceProvider": {"reference": f"Organization/{org}"},
+                "participant": [{"individual": {"reference": "PractitionerRole/role-gp"}}],
+                "location": [{"location": {"reference": "Location/l"}}],
+                "period": {"start": f"{day}T09:00:00+08:00"},
+            }
+        )["id"]
+        if bp:
+            self.bp(pid, f"{day}T09:05:00+08:00", bp, encounter=enc)
+        if glucose is not None:
+            self.lab(pid, "14771-0", f"{day}T09:05:00+08:00", glucose, encounter=enc)
+        return str(enc)
+
+    def bp(
+        self,
+        pid: str,
+        when: str,
+        bp: tuple[int, int],
+        encounter: str | None = None,
+        issued: str | None = None,
+    ) -> None:
+        def q(c: str, v: int) -> dict[str, Any]:
+            return {
+                "code": {"coding": [{"system": "http://loinc.org", "code": c}]},
+                "valueQuantity": {"value": v, "code": "mm[Hg]"},
+            }
+
+        r: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": when,
+            "issued": issued or when,
+            "component": [q("8480-6", bp[0]), q("8462-4", bp[1])],
+        }
+        if encounter:
+            r["encounter"] = {"reference": f"Encounter/{encounter}"}
+        self.add(r)
+
+    def lab(
+        self,
+        pid: str,
+        code: str,
+        when: str,
+        value: float,
+        *,
+        encounter: str | None = None,
+        performer: str = "Organization/org-lab",
+    ) -> None:
+        r: dict[str, Any] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": f"Patient/{pid}"},
+            "effectiveDateTime": when,
+            "issued": when,
+            "valueQuantity": {"value": value},
+            "performer": [{"reference": performer}],
+        }
+        if encounter:
+            r["encounter"] = {"reference": f"Encounter/{encounter}"}
+        self.add(r)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        by_type: dict[str, list[bytes]] = {}
+        for r in self.res:
+            by_type.setdefault(r["resourceType"], []).append(orjson.dumps(r))
+        for rtype, lines in by_type.items():
+            (folder / f"{rtype}.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+        return folder
+
+
+def county_rows(rows: list[dict[str, Any]], period: str = "2026") -> dict[str, dict[str, Any]]:
+    return {
+        r["indicator_id"]: r for r in rows if r["stratum"] == "county" and r["period"] == period
+    }
+
+
+def run(c: County, tmp_path: Path, **kw: Any) -> dict[str, dict[str, Any]]:
+    kw.setdefault("suppress_below", 0)
+    kw.setdefault("as_of", date(2026, 12, 31))
+    return county_rows(compute_indicators([c.write(tmp_path / "in")], 2026, **kw))
+
+
+def nd(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row["numerator"], row["denominator"]
+
+
+@pytest.fixture
+def chronic(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    c = County()
+    # p1: exactly 4 visits, last BP 139/89 -> standardised, controlled (HEARTS controlled).
+    c.patient("p1", "1976-05-01")
+    c.episode("p1", "htn-management", "2020-01-01")
+    for d in ("2026-02-01", "2026-05-01", "2026-08-01"):
+        c.visit("p1", d, (150, 95))
+    c.visit("p1", "2026-11-15", (139, 89))
+    # p2: 3 distinct days (two visits on one day) -> not standardised; last 140/89 -> not.
+    c.patient("p2", "1976-05-01")
+    c.episode("p2", "htn-management", "2020-01-01")
+    c.visit("p2", "2026-03-01", (120, 80))
+    c.visit("p2", "2026-03-01", (120, 80))
+    c.visit("p2", "2026-06-01", (120, 80))
+    c.visit("p2", "2026-10-15", (140, 89))
+    # p3 turns 65 on the day of the last visit: 149/89 meets the elderly target (< 150/90).
+    c.patient("p3", "1961-10-20")
+    c.episode("p3", "htn-management", "2020-01-01")
+    c.visit("p3", "2026-10-20", (149, 89))
+    # p4 is 64 on that day (65 the next): 149/89 misses < 140/90.
+    c.patient("p4", "1961-10-21")
+    c.episode("p4", "htn-management", "2020-01-01")
+    c.visit("p4", "2026-10-20", (149, 89))
+    # p5: 4 visits, one by phone (VR) -> 3 face-to-face; last 139/90 -> not controlled.
+    c.patient("p5", "1976-05-01")
+    c.episode("p5", "htn-management", "2020-01-01")
+    for d in ("2026-02-01", "2026-05-01", "2026-08-01"):
+        c.visit("p5", d, (120, 80))
+    c.visit("p5", "2026-10-01", (139, 90), cls="VR")
+    # p6 enrolled 1 June: the visit on the enrolment day counts, the one before does not.
+    c.patient("p6", "1976-05-01")
+    c.episode("p6", "htn-management", "2026-06-01")
+    for d in ("2026-05-01", "2026-06-01", "2026-07-01", "2026-08-01", "2026-09-01"):
+        c.visit("p6", d, (120, 80))
+    # p7: managed, never seen -> denominator only; HEARTS lost to follow-up.
+    c.patient("p7", "1976-05-01")
+    c.episode("p7", "htn-management", "2020-01-01")
+    # p8 registered < 3 months before the reference day: not in the HEARTS cohort.
+    c.patient("p8", "1976-05-01")
+    c.episode("p8", "htn-management", "2026-11-01")
+    c.visit("p8", "2026-11-02", (120, 80))
+    # p9: a visit without BP in the last 3 months.
+    c.patient("p9", "1976-05-01")
+    c.episode("p9", "htn-management", "2020-01-01")
+    c.visit("p9", "2026-12-01")
+    # Diabetes: 6.9 controlled, 7.0 not; d1 has 4 visits.
+    c.patient("d1", "1970-01-01")
+    c.episode("d1", "dm-management", "2020-01-01")
+    for d in ("2026-02-01", "2026-05-01", "2026-08-01", "2026-11-01"):
+        c.visit("d1", d, disease="dm", glucose=6.9)
+    c.patient("d2", "1970-01-01")
+    c.episode("d2", "dm-management", "2020-01-01")
+    c.visit("d2", "2026-11-01", disease="dm", glucose=7.0)
+    # Residents who are not managed: one aged 34 (outside the 35+ base), one a hospital-only record.
+    c.patient("r1", "1992-06-01")
+    c.patient("x1", "1950-01-01", resident=False)
+    return run(c, tmp_path, params={"nbphs-htn-health-management": {"prevalence": 0.5}})
+
+
+def test_standardised_management(chronic: dict[str, dict[str, Any]]) -> None:
+    # htn managed in 2026: p1..p9 = 9; standardised: p1 and p6.
+    assert nd(chronic["nbphs-htn-standardised-management"]) == (2, 9)
+    assert nd(chronic["nbphs-dm-standardised-management"]) == (1, 2)
+
+
+def test_control_rates_at_the_boundaries(chronic: dict[str, dict[str, Any]]) -> None:
+    # controlled: p1 (139/89), p3 (65 on the day, 149/89), p6 (120/80), p8 (120/80).
+    assert nd(chronic["nbphs-htn-bp-control"]) == (4, 9)
+    assert nd(chronic["nbphs-dm-glucose-control"]) == (1, 2)
+
+
+def test_health_management_rate_uses_the_prevalence_parameter(
+    chronic: dict[str, dict[str, Any]],
+) -> None:
+    # residents aged 35+ at the end of 2026: p1..p9, d1, d2 = 11 (r1 is 34, x1 no record).
+    row = chronic["nbphs-htn-health-management"]
+    assert nd(row) == (9, 5.5)
+    assert row["rate"] == pytest.approx(9 / 5.5)
+    assert chronic["nbphs-dm-health-management"]["denominator"] == pytest.approx(11 * 0.119)
+
+
+def test_hearts_cohort(chronic: dict[str, dict[str, Any]]) -> None:
+    # cohort: p1..p7, p9 (p8 registered 1 Nov). Last 3 months = after 30 Sep.
+    counts = {
+        k: chronic[f"hearts-{k}"]["numerator"]
+        for k in ("controlled", "uncontrolled", "visit-no-bp", "missed-visit", "lost-to-follow-up")
+    }
+    # p1 139/89 controlled; p2 140/89, p3 149/89, p4 149/89, p5 139/90 uncontrolled
+    # (HEARTS uses < 140/90 whatever the age); p9 no BP; p6 last seen 1 Sep: missed; p7 lost.
+    assert counts == {
+        "controlled": 1,
+        "uncontrolled": 4,
+        "visit-no-bp": 1,
+        "missed-visit": 1,
+        "lost-to-follow-up": 1,
+    }
+    assert {chronic[f"hearts-{k}"]["denominator"] for k in counts} == {8}
+
+
+def test_contract_coverage_key_groups(tmp_path: Path) -> None:
+    c = County()
+    c.patient("a65", "1961-12-31")  # 65 on 31 Dec 2026: in the 65+ group
+    c.patient("a64", "1962-01-01")  # 64 at the end of the year
+    c.patient("b", "1990-01-01")
+    c.patient("h", "1980-01-01")
+    c.add(
+        {
+            "resourceType": "Condition",
+            "subject": {"reference": "Patient/h"},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
+            "recordedDate": "2024-01-01",
+        }
+    )
+    c.episode("a65", "family-doctor-contract", "2026-03-01", "2027-02-28")
+    c.episode("h", "family-doctor-contract", "2025-03-01", "2026-02-28")  # overlaps 2026
+    c.episode("b", "family-doctor-contract", "2025-01-01", "2025-12-31")  # ended in 2025
+    rows = run(c, tmp_path)
+    assert nd(rows["family-doctor-contract-coverage"]) == (2, 4)
+    assert nd(rows["family-doctor-contract-coverage-65plus"]) == (1, 1)
+    assert nd(rows["family-doctor-contract-coverage-hypertension"]) == (1, 1)
+    assert nd(rows["family-doctor-contract-coverage-diabetes"]) == (0, 0)
+
+
+def test_data_sharing_duplicate_tests_referrals_and_quality(tmp_path: Path) -> None:
+    c = County()
+    c.patient("s", "1970-01-01")
+    c.patient("n", "1970-01-01")
+    c.add(
+        {
+            "resourceType": "Consent",
+            "status": "active",
+            "patient": {"reference": "Patient/s"},
+            "provision": {
+                "type": "permit",
+                "period": {"start": "2026-01-01", "end": "2026-06-30"},
+                "actor": [
+                    {
+                        "role": {"coding": [{"code": "IRCP"}]},
+                        "reference": {"reference": "Organization/org-hosp"},
+                    }
+                ],
+            },
+        }
+    )
+    c.visit("s", "2026-02-01", (120, 80), org="org-vc")  # shared with the hospital
+    c.visit("s", "2026-03-01", (120, 80), org="org-hosp")  # only the provider itself
+    c.visit("s", "2026-04-01", (120, 80), org="org-lab")  # a department of the recipient
+    c.visit("s", "2026-08-01", (120, 80), org="org-vc")  # consent expired
+    c.visit("n", "2026-02-01", (120, 80), org="org-vc")  # no consent
+    # HbA1c: at the centre, 30 days later at the hospital (duplicate), 31 days after that
+    # at the hospital again (same institution: not), then at the centre 31 days on (not).
+    c.lab("s", "4548-4", "2026-03-01T08:00:00+08:00", 7.0, performer="PractitionerRole/role-gp")
+    c.lab("s", "4548-4", "2026-03-31T08:00:00+08:00", 7.0)
+    c.lab("s", "4548-4", "2026-05-01T08:00:00+08:00", 7.0)
+    c.lab("s", "4548-4", "2026-06-01T08:00:00+08:00", 7.0, performer="Organization/org-thc")
+    for authored, done in [("03-01", "03-04"), ("04-01", "04-02"), ("05-01", "05-06")]:
+        sr = c.add(
+            {
+                "resourceType": "ServiceRequest",
+                "status": "completed",
+                "subject": {"reference": "Patient/s"},
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": KQ + "CodeSystem/service-request-category",
+                                "code": "referral-up",
+                            }
+                        ]
+                    }
+                ],
+                "authoredOn": f"2026-{authored}T10:00:00+08:00",
+            }
+        )
+        c.add(
+            {
+                "resourceType": "Task",
+                "status": "completed",
+                "for": {"reference": "Patient/s"},
+                "focus": {"reference": f"ServiceRequest/{sr['id']}"},
+                "executionPeriod": {"end": f"2026-{done}T10:00:00+08:00"},
+            }
+        )
+    c.bp("n", "2026-05-01T09:00:00+08:00", (260, 40), issued="2026-05-03T09:00:00+08:00")  # 48 h
+    c.bp("n", "2026-05-02T09:00:00+08:00", (261, 80), issued="2026-05-04T09:01:00+08:00")
+    c.bp("n", "2026-05-03T09:00:00+08:00", (80, 90))  # systolic below diastolic: swapped
+    rows = run(c, tmp_path)
+    assert nd(rows["data-sharing-rate"]) == (1, 5)
+    assert nd(rows["duplicate-test-rate"]) == (1, 4)
+    assert rows["referral-up-volume"]["numerator"] == 3
+    assert rows["referral-up-median-days"]["numerator"] == 3
+    assert rows["referral-up-median-days"]["rate"] == pytest.approx(3.0)
+    # BP readings: 5 at visits (plausible, on time) + 3 standalone.
+    assert nd(rows["dq-bp-plausibility"]) == (6, 8)
+    assert nd(rows["dq-result-timeliness"]) == (11, 12)  # 8 BP + 4 HbA1c; one 48 h + 1 min
+    monthly = county_rows(
+        compute_indicators([tmp_path / "in"], 2026, suppress_below=0, as_of=date(2026, 12, 31)),
+        "2026-03",
+    )
+    assert nd(monthly["duplicate-test-rate"]) == (1, 2)
+    # A longer window for HbA1c makes the June test at the centre a repeat of May's.
+    wide = run(c, tmp_path / "w", params={"windows": {"4548-4": 31}})
+    assert nd(wide["duplicate-test-rate"]) == (2, 4)
+
+
+@pytest.mark.parametrize(("count", "suppressed"), [(9, True), (10, False)])
+def test_small_cells_suppressed_below_ten(tmp_path: Path, count: int, suppressed: bool) -> None:
+    c = County()
+    c.patient("s", "1970-01-01")
+    for _ in range(count):
+        c.add(
+            {
+                "resourceType": "ServiceRequest",
+                "status": "active",
+                "subject": {"reference": "Patient/s"},
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": KQ + "CodeSystem/service-request-category",
+                                "code": "teleconsultation",
+                            }
+                        ]
+                    }
+                ],
+                "authoredOn": "2026-03-01T10:00:00+08:00",
+            }
+        )
+    row = run(c, tmp_path, suppress_below=10)["teleconsultation-volume"]
+    assert row["suppressed"] is suppressed
+    assert row["numerator"] == (None if suppressed else count)
+
+
+def test_suppression_rule() -> None:
+    assert is_suppressed(0, 10, 10) is False  # a zero count discloses nobody
+    assert is_suppressed(9, 100, 10) is True
+    assert is_suppressed(10, 9, 10) is True  # rate on fewer than 10 people
+    assert is_suppressed(3, 5, 0) is False  # inside the county: no suppression

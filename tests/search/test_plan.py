@@ -1,0 +1,171 @@
+"""The search planner (kangqiao/fhir/search/plan.py): driving a search from its most selective
+index condition returns exactly what the all-probes shape returns (the shape before the
+planner), on SQLite and PostgreSQL; and on SQLite the plans of the workbench's query shapes
+read index ranges, never a whole table (plan-shape tests, not timings)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, false, func, select
+
+from kangqiao.fhir.search import plan
+from kangqiao.fhir.search.query import build_search
+from kangqiao.fhir.store import schema
+from tests.search.conftest import search, store
+from tests.search.data import RESOURCES
+from tests.search.test_query import CASES
+
+SYS_BP = "http://loinc.org|8480-6"
+
+# Combinations where the driver and the probes differ in kind: OR inside a parameter, AND
+# across repeats, negations, chains, reverse chains and sorting.
+MIXED: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Observation", [("code", "85354-9,2345-7"), ("subject", "Patient/p1")]),
+    ("Observation", [("subject", "Patient/p1,Patient/p2"), ("code:not", "85354-9")]),
+    ("Observation", [("code", "85354-9"), ("date", "ge2024-03-05"), ("_sort", "-date")]),
+    ("Observation", [("code", "http://loinc.org|"), ("value-quantity:missing", "true")]),
+    ("Observation", [("value-quantity:missing", "false"), ("subject", "Patient/p2")]),
+    ("Observation", [("subject.name", "张"), ("code", "85354-9")]),
+    ("Observation", [("subject:Patient.gender", "male"), ("date", "2024-03")]),
+    ("Observation", [("subject.identifier", "urn:oid:2.16.156.10011.1.2|110101196005120011"),
+                     ("_sort", "date")]),
+    ("Observation", [("subject.gender:missing", "false"), ("code:not", "2345-7")]),
+    ("Observation", [("component-code-value-quantity", f"{SYS_BP}$ge140"),
+                     ("subject", "Patient/p1,Patient/p3")]),
+    ("Patient", [("_has:Observation:patient:code", "2345-7"), ("gender", "female")]),
+    ("Patient", [("_has:Observation:patient:code", "2345-7"), ("name", "张")]),
+    ("Patient", [("_has:Condition:subject:code", "I10"),
+                 ("_has:Observation:patient:code", "2345-7")]),
+    ("Patient", [("name", "j"), ("name", "smi"), ("gender:missing", "true")]),
+    ("Patient", [("identifier", "urn:oid:2.16.156.10011.1.2|110101196005120011"),
+                 ("_id", "p1,p2")]),
+    ("Patient", [("_id", "p1,p2,p3"), ("name", "j,张")]),
+    ("Patient", [("gender", "male,female"), ("_sort", "-birthdate")]),
+    ("Organization", [("_has:Patient:organization:_has:Observation:patient:code",
+                       "2345-7")]),
+]
+
+
+@pytest.fixture(scope="module")
+def db(engine: Engine) -> Engine:
+    store(engine, RESOURCES)
+    return engine
+
+
+def _probes_only(engine: Engine, rtype: str | None, params: list[tuple[str, str]],
+                 monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    with monkeypatch.context() as m:
+        m.setattr(plan, "driver", lambda conds: None)
+        return search(engine, rtype, params, strict=False)
+
+
+@pytest.mark.parametrize(("rtype", "params"), [(c[0], c[1]) for c in CASES] + MIXED)
+def test_driving_returns_what_the_probes_return(db: Engine, monkeypatch: pytest.MonkeyPatch,
+                                                rtype: str | None,
+                                                params: list[tuple[str, str]]) -> None:
+    driven = search(db, rtype, params, strict=False)
+    assert driven == _probes_only(db, rtype, params, monkeypatch)
+
+
+def test_mixed_cases_find_something(db: Engine) -> None:
+    # the equivalence above proves little on empty answers: most mixed cases match rows
+    found = [bool(search(db, rtype, params, strict=False)) for rtype, params in MIXED]
+    assert sum(found) >= len(MIXED) - 4
+
+
+def test_sorted_pages_are_the_same_driven_or_not(db: Engine,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    params = [("code", "http://loinc.org|"), ("_sort", "-date,_id")]
+    spec = build_search("Observation", params)
+    res = schema.resource
+    pages: list[str] = []
+    for offset in (0, 2, 4, 6, 8):
+        stmt = (select(res.c.id).where(res.c.deleted == false(),
+                                       res.c.resource_type == "Observation", *spec.where)
+                .order_by(*spec.order_by, res.c.id).limit(2).offset(offset))
+        with db.connect() as conn:
+            pages.extend(conn.execute(stmt).scalars())
+    assert pages == _probes_only(db, "Observation", params, monkeypatch)
+    assert len(pages) == 7
+
+
+def test_the_most_selective_condition_drives() -> None:
+    spec = build_search("Observation", [("date", "ge2024-01-01"), ("code", "85354-9"),
+                                        ("subject", "Patient/p1")])
+    assert spec.driver_rank == plan.IDENTIFIER
+    sql = str(spec.where[0])
+    assert "resource.id IN" in sql and "search_reference" in sql  # the subject drives
+    assert build_search("Patient", [("gender:missing", "true")]).driver_rank > plan.PRESENT
+    assert build_search("Patient", [("_id", "a")]).driver_rank == plan.BY_ID
+
+
+# ---- plan shapes on SQLite -----------------------------------------------------------------
+
+SHAPES: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Patient", [("identifier", "urn:oid:2.16.156.10011.1.2|110101196005120011")]),
+    ("Patient", [("identifier", "110101196005120011")]),
+    ("Patient", [("name", "王")]),
+    ("Patient", [("family", "mul"), ("gender", "female")]),
+    ("Observation", [("subject", "Patient/p1"), ("code", "http://loinc.org|85354-9"),
+                     ("_sort", "-date")]),
+    ("Observation", [("code", "http://loinc.org|4548-4"), ("date", "ge2024-08-03")]),
+    ("Observation", [("category", "laboratory"), ("date", "ge2024-08-03"),
+                     ("performer:Organization.partof", "Organization/o1")]),
+    ("Appointment", [("status", "booked"), ("date", "lt2024-11-01"),
+                     ("patient.general-practitioner", "PractitionerRole/r1")]),
+    ("Appointment", [("status", "booked"), ("date", "lt2024-11-01"),
+                     ("patient.organization", "Organization/o1")]),
+    ("Condition", [("code", "I10")]),
+    ("Patient", [("_has:Observation:patient:code", "4548-4")]),
+    ("Observation", [("component-code-value-quantity", f"{SYS_BP}$ge160")]),
+]
+BIG = r"(resource|search_[a-z]+)(_\d+)?"
+
+
+@pytest.fixture(scope="module")
+def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    path: Path = tmp_path_factory.mktemp("plan") / "plan.db"
+    eng = create_engine(f"sqlite:///{path}")
+    schema.metadata.create_all(eng, tables=[schema.resource, *schema.INDEX_TABLES.values()])
+    store(eng, RESOURCES)
+    return eng
+
+
+def _plan_lines(engine: Engine, rtype: str, params: list[tuple[str, str]]) -> list[str]:
+    spec = build_search(rtype, params)
+    res = schema.resource
+    stmt = select(func.count()).select_from(res).where(
+        res.c.deleted == false(), res.c.resource_type == rtype, *spec.where)
+    with engine.connect() as conn:
+        compiled = stmt.compile(conn)
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled),
+                                    tuple(compiled.params[k] for k in compiled.positiontup or [])
+                                    ).all()
+    return [str(r[-1]) for r in rows]
+
+
+@pytest.mark.parametrize(("rtype", "params"), SHAPES)
+def test_sqlite_plans_read_index_ranges(sqlite_db: Engine, rtype: str,
+                                        params: list[tuple[str, str]]) -> None:
+    lines = _plan_lines(sqlite_db, rtype, params)
+    text = "\n".join(lines)
+    # no full scan of the resource table or an index table
+    assert not [s for s in lines if re.match(rf"SCAN {BIG}\b", s)], text
+    # the resource table is read by its key, not by type alone (which reads every row)
+    assert re.search(r"SEARCH resource USING (COVERING )?INDEX sqlite_autoindex_resource_1 "
+                     r"\(resource_type=\? AND id=\?\)", text), text
+    # every lookup-index read is narrowed beyond (type, param): a value, a target, a range
+    wide = [s for s in lines if re.search(r"_lookup \(resource_type=\? AND param=\?\)$", s)]
+    assert not wide, text
+
+
+def test_sqlite_probes_use_the_resource_index(sqlite_db: Engine) -> None:
+    lines = _plan_lines(sqlite_db, "Observation", [("code", "http://loinc.org|4548-4"),
+                                                   ("date", "ge2024-08-03")])
+    text = "\n".join(lines)
+    assert re.search(r"SEARCH search_token_\d+ USING INDEX ix_search_token_lookup", text), text
+    assert re.search(r"SEARCH search_date_\d+ USING INDEX "
+                     r"ix_search_date_resource_type_resource_id", text), text

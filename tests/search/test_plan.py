@@ -102,6 +102,22 @@ def test_the_most_selective_condition_drives() -> None:
     assert build_search("Patient", [("_id", "a")]).driver_rank == plan.BY_ID
 
 
+@pytest.mark.parametrize("chain", [("patient.general-practitioner", "PractitionerRole/r1"),
+                                   ("patient.organization", "Organization/o1")])
+def test_a_chain_through_a_directory_reference_drives_before_a_common_token(
+        chain: tuple[str, str]) -> None:
+    # "overdue appointments of my patients": one doctor's (one centre's) patients, not the
+    # county's booked appointments, are read first, whatever the order of the parameters.
+    for params in ([("status", "booked"), ("date", "lt2024-11-01"), chain],
+                   [chain, ("status", "booked")]):
+        spec = build_search("Appointment", params)
+        assert spec.driver_rank == plan.RANGE
+        driven = str(spec.where[0])
+        assert driven.startswith("resource.id IN") and "target_id IN" in driven
+    assert plan.chained(plan.RANGE) == plan.RANGE
+    assert plan.chained(plan.IDENTIFIER) == plan.EXACT  # a chain to one patient stays narrow
+
+
 # ---- plan shapes on SQLite -----------------------------------------------------------------
 
 SHAPES: list[tuple[str, list[tuple[str, str]]]] = [

@@ -104,6 +104,14 @@ def _sqlite(element: on_sqlite, compiler: Any, **kw: Any) -> str:
     return "(" + str(compiler.process(element.clauses, **kw)) + ")"
 
 
+def chained(inner: int) -> int:
+    """The rank of a chain whose target condition has rank ``inner``: one step less selective
+    (each target is referred to by several resources), except that a chain through a
+    directory reference (one unit's or one doctor's patients) stays a ``RANGE``: it names a
+    part of the county, never the large share that ``COMMON`` stands for (``status=booked``)."""
+    return inner if inner == RANGE else inner + 1
+
+
 def driver(conds: list[Cond]) -> Cond | None:
     """The condition to drive the search from: the most selective with an ``ids`` form
     (the first of equals, so the plan is predictable from the query string)."""

@@ -330,7 +330,7 @@ class _Builder:
                 *live, r2.c.id == t.c.target_id, inner.probe))))
             matching = select(r2.c.id).where(*live, _driven(r2, inner))
             sets.append(and_(ti.c.target_type == target, ti.c.target_id.in_(matching)))
-            rank = max(rank, inner.rank + 1 if inner.ids is not None or inner.keyed
+            rank = max(rank, plan.chained(inner.rank) if inner.ids is not None or inner.keyed
                        else plan.PRESENT)
         if not probes:
             self.unknown(name)

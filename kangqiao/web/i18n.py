@@ -67,6 +67,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "wb_result": {"zh-CN": "结果", "en": "Result"},
     "wb_performer": {"zh-CN": "检查机构", "en": "Performed by"},
     "wb_timeline": {"zh-CN": "就诊记录", "en": "Encounters"},
+    "wb_type": {"zh-CN": "类型", "en": "Type"},
+    "wb_where": {"zh-CN": "就诊机构", "en": "Where"},
+    "wb_status": {"zh-CN": "状态", "en": "Status"},
     "wb_record_htn": {"zh-CN": "高血压随访", "en": "Hypertension follow-up"},
     "wb_record_dm": {"zh-CN": "糖尿病随访", "en": "Diabetes follow-up"},
     "wb_unit": {"zh-CN": "单位", "en": "Unit"},
@@ -109,6 +112,43 @@ MESSAGES: dict[str, dict[str, str]] = {
     "role_platform-admin": {"zh-CN": "平台管理员", "en": "platform admin"},
     "role_resident": {"zh-CN": "居民", "en": "resident"},
 }
+
+# FHIR status codes a doctor sees on the patient page (Condition.clinicalStatus,
+# MedicationRequest.status, Encounter.status), in the interface's words.
+STATUS: dict[str, dict[str, str]] = {
+    "active": {"zh-CN": "活动", "en": "active"},
+    "recurrence": {"zh-CN": "复发", "en": "recurrence"},
+    "relapse": {"zh-CN": "复发", "en": "relapse"},
+    "inactive": {"zh-CN": "非活动", "en": "inactive"},
+    "remission": {"zh-CN": "缓解", "en": "remission"},
+    "resolved": {"zh-CN": "已痊愈", "en": "resolved"},
+    "on-hold": {"zh-CN": "暂停", "en": "on hold"},
+    "cancelled": {"zh-CN": "已取消", "en": "cancelled"},
+    "completed": {"zh-CN": "已完成", "en": "completed"},
+    "entered-in-error": {"zh-CN": "录入错误", "en": "entered in error"},
+    "stopped": {"zh-CN": "已停用", "en": "stopped"},
+    "draft": {"zh-CN": "草稿", "en": "draft"},
+    "planned": {"zh-CN": "计划中", "en": "planned"},
+    "arrived": {"zh-CN": "已到达", "en": "arrived"},
+    "triaged": {"zh-CN": "已分诊", "en": "triaged"},
+    "in-progress": {"zh-CN": "进行中", "en": "in progress"},
+    "onleave": {"zh-CN": "请假中", "en": "on leave"},
+    "finished": {"zh-CN": "已完成", "en": "finished"},
+    "unknown": {"zh-CN": "未知", "en": "unknown"},
+}
+
+
+# Where a resource type's doctors say it differently (a prescription "in use", not "active").
+MEDICATION_STATUS: dict[str, dict[str, str]] = {"active": {"zh-CN": "在用", "en": "active"}}
+
+
+def status_label(code: str | None, lang: str,
+                 words: dict[str, dict[str, str]] | None = None) -> str:
+    """A FHIR status code in the interface's language (an unknown code as it is); ``words``
+    overrides the common labels for one resource type."""
+    if not code:
+        return ""
+    return ((words or {}).get(code) or STATUS.get(code, {})).get(lang) or code
 
 
 def language_of(request: Request) -> str:

@@ -17,6 +17,7 @@ from kangqiao.fhir.outcome import FhirError
 from kangqiao.fhir.store.store import UnitOfWork
 from kangqiao.security import masking
 from kangqiao.security.gate import Access
+from kangqiao.web.i18n import MEDICATION_STATUS, status_label
 from kangqiao.web.workbench_charts import Chart, Series, trend_chart
 
 Json = dict[str, Any]
@@ -64,6 +65,11 @@ def _text(concept: Json | None) -> str:
     return ""
 
 
+def _status_of(concept: Json | None, lang: str) -> str:
+    found = codes(concept)
+    return status_label(found[0], lang) if found else _text(concept)
+
+
 def _value(obs: Json) -> str:
     q = obs.get("valueQuantity")
     if q and q.get("value") is not None:
@@ -86,9 +92,10 @@ def _org_name(uow: UnitOfWork, ref: str, cache: dict[str, str]) -> str:
     return cache[ref]
 
 
-def _shared_results(uow: UnitOfWork, pid: str, access: Access) -> list[Json]:
+def _shared_results(uow: UnitOfWork, pid: str, access: Access, names: dict[str, str]
+                    ) -> list[Json]:
     """DiagnosticReports and laboratory Observations performed by another organisation."""
-    mine, names = access.organization, {}  # type: ignore[var-annotated]
+    mine = access.organization
     rows: list[Json] = []
     found = _search(uow, "DiagnosticReport", [("patient", pid)]) + _search(
         uow, "Observation", [("patient", pid), ("category", "laboratory")])
@@ -107,14 +114,15 @@ def _shared_results(uow: UnitOfWork, pid: str, access: Access) -> list[Json]:
     return rows
 
 
-def _timeline(uow: UnitOfWork, pid: str) -> list[Json]:
+def _timeline(uow: UnitOfWork, pid: str, lang: str, names: dict[str, str]) -> list[Json]:
     rows = []
     for enc in _search(uow, "Encounter", [("patient", pid)]):
         kinds = [_text(t) for t in enc.get("type") or []]
+        where = (enc.get("serviceProvider") or {}).get("reference") or ""
         rows.append({"date": local_date((enc.get("period") or {}).get("start")),
                      "type": ", ".join(k for k in kinds if k) or _text(enc.get("class")),
-                     "status": enc.get("status"),
-                     "where": ((enc.get("serviceProvider") or {}).get("reference") or "")})
+                     "status": status_label(enc.get("status"), lang),
+                     "where": _org_name(uow, where, names) if where else ""})
     rows.sort(key=lambda r: r["date"] or date.min, reverse=True)
     return rows[:20]
 
@@ -150,12 +158,16 @@ def patient_view(uow: UnitOfWork, pid: str, access: Access, today: date, en: boo
         if exc.status in (404, 410):
             raise
         state = None  # e.g. no birth date: the page still shows the record
-    conditions = [{"name": _text(c.get("code")), "status": _text(c.get("clinicalStatus")),
+    lang = "en" if en else "zh-CN"
+    names: dict[str, str] = {}  # organisation names read once for the page
+    conditions = [{"name": _text(c.get("code")),
+                   "status": _status_of(c.get("clinicalStatus"), lang),
                    "since": c.get("onsetDateTime") or c.get("recordedDate") or ""}
                   for c in _search(uow, "Condition", [("patient", pid)])]
     meds = [{"name": _text(m.get("medicationCodeableConcept")) or
              str((m.get("medicationReference") or {}).get("display") or ""),
-             "status": m.get("status"), "dosage": "; ".join(
+             "status": status_label(m.get("status"), lang, MEDICATION_STATUS),
+             "dosage": "; ".join(
                  str(d.get("text")) for d in m.get("dosageInstruction") or [] if d.get("text")),
              "authored": str(m.get("authoredOn") or "")[:10]}
             for m in _search(uow, "MedicationRequest", [("patient", pid)])]
@@ -168,9 +180,9 @@ def patient_view(uow: UnitOfWork, pid: str, access: Access, today: date, en: boo
     return {
         "patient": patient, "name": display_name(patient), "id_number": mask_id(patient),
         "age": state.record.patient.age_on(today) if state else None,
-        "conditions": conditions, "medications": meds, "timeline": _timeline(uow, pid),
+        "conditions": conditions, "medications": meds, "timeline": _timeline(uow, pid, lang, names),
         "charts": _charts(state, today, en) if state else {},
-        "shared": _shared_results(uow, pid, access),
+        "shared": _shared_results(uow, pid, access, names),
         "cards": patient_cards(state.record, today, en, base) if state else [],
         "protocol": protocol,
         "enrolled": [d.value for d in state.record.episodes] if state else [],

@@ -76,6 +76,12 @@ def test_patient_page_masks_the_id_number_and_shows_shared_results(
     assert "110101********1234" in html and "110101196001011234" not in html
     assert "血脂四项" in html and "org-county-hospital" in html  # another institution's
     assert "氨氯地平片" in html and "王秀英" in html
+    # Statuses in the interface's words; each encounter names the institution it was at.
+    assert "<td>I10</td><td>活动</td>" in html  # the condition's clinical status
+    assert "每日1次，每次5mg</td><td>在用</td>" in html  # the prescription's
+    assert re.search(r"<td>htn-followup</td><td>org-thc-01</td><td>已完成</td>", html)
+    english = app_client.get("/workbench/patients/p1", params={"lang": "en"}).text
+    assert "<td>I10</td><td>active</td>" in english and "<td>finished</td>" in english
     # Without JavaScript the BP trend is a text summary (latest reading, targets) and a table;
     # the ECharts option next to it is for the browser.
     box = re.search(r'<div class="echart" data-echart="chart-bp-option"[^>]*>([^<]*)</div>',

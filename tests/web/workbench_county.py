@@ -44,8 +44,9 @@ def hypertensive_p1(store: FhirStore) -> None:
            "intent": "order", "subject": {"reference": "Patient/p1"},
            "medicationCodeableConcept": {"text": "氨氯地平片 5mg"},
            "dosageInstruction": [{"text": "每日1次，每次5mg"}]}
+    visit = encounter("enc-past", "p1", past, "htn-followup")
+    visit["serviceProvider"] = {"reference": "Organization/org-thc-01"}
     with store.write(SYSTEM) as uow:
-        for res in (p1, condition("c-htn", "p1"), ep,
-                    encounter("enc-past", "p1", past, "htn-followup"),
+        for res in (p1, condition("c-htn", "p1"), ep, visit,
                     bp("bp-past", "p1", "enc-past", past, 132, 82), glucose, report, med):
             uow.update(res["resourceType"], res["id"], res)

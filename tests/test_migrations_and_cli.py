@@ -41,3 +41,11 @@ def test_cli_migrate_creates_every_table(tmp_path: Path, monkeypatch: pytest.Mon
 def test_cli_without_arguments_shows_help() -> None:
     result = CliRunner().invoke(app, [])
     assert "serve" in result.output and "migrate" in result.output
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_postgresql_sessions_run_without_jit(engine: Engine) -> None:
+    # The policy filters' never-run branches made the planner JIT-compile millisecond
+    # queries for seconds (docs/benchmarks.md): the store's sessions turn JIT off.
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"

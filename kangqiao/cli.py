@@ -60,14 +60,10 @@ def demo(
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="Start the server."),
 ) -> None:
     """Load the synthetic demo county (once) into the configured database, then serve."""
-    from kangqiao.demo import (
-        demo_identities,
-        ensure_demo_county,
-        progress_bar,
-        total_resources,
-    )
+    from kangqiao.demo import ensure_demo_county, progress_bar, total_resources
     from kangqiao.fhir.bulk.importer import ImportReport
     from kangqiao.fhir.store.migrate import upgrade
+    from kangqiao.web.i18n import MESSAGES
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -92,15 +88,16 @@ def demo(
                f"there, {len(county.report.rejected)} rejected) in {county.report.seconds:.1f} s")
     typer.echo(f"\n  Workbench / 工作台:  http://{host}:{port}/")
     typer.echo(f"  FHIR API:           http://{host}:{port}/fhir")
-    typer.echo("\n  Demo identities / 演示身份:")
-    for zh, en, reference, name in demo_identities(store):
-        typer.echo(f"    {zh} ({en}): {name}  {reference}")
     typer.echo(f"\n  Demo accounts / 演示账户 (sign in at http://{host}:{port}/login; "
                "initial passwords must be changed / 首次登录须修改初始密码):")
     for account in county.accounts:
         password = account.password or "(changed by its user / 已由用户修改)"
-        typer.echo(f"    {account.username:<13} {password:<20} {account.role:<15} "
-                   f"{account.linked}")
+        label = MESSAGES.get(f"role_{account.role}", {})
+        role = f"{label.get('zh-CN', account.role)} ({label.get('en', account.role)})"
+        where = (account.organization or "").removeprefix("Organization/")
+        # the ASCII columns first: Chinese characters are two columns wide in a terminal
+        typer.echo(f"    {account.username:<13} {password:<20} {account.linked:<26} "
+                   + " · ".join(x for x in (account.name, role, where) if x))
     if serve_after:
         serve(host=host, port=port, workers=1, migrate_first=False)
 

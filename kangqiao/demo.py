@@ -61,24 +61,6 @@ def total_resources(folder: Path) -> int:
     return int(sum(manifest["resources"].values()))
 
 
-ROLE_SYSTEM = "https://kangqiao.example/fhir/CodeSystem/practitioner-role"
-DEMO_ROLES = [("village-doctor", "乡村医生", "village doctor"), ("gp", "全科医生", "GP"),
-              ("specialist", "专科医生", "specialist"), ("nurse", "护士", "nurse"),
-              ("public-health", "公共卫生医师", "public-health doctor")]
-
-
-def demo_identities(store: FhirStore) -> list[tuple[str, str, str, str]]:
-    """One practitioner of each role: (role zh, role en, Practitioner reference, name)."""
-    out = []
-    with store.read(LOADER) as uow:
-        for code, zh, en in DEMO_ROLES:
-            page = uow.search("PractitionerRole", [("role", f"{ROLE_SYSTEM}|{code}")], count=1,
-                              total="none")
-            for role in page.items:
-                who = (role.content or {}).get("practitioner", {})
-                out.append((zh, en, who.get("reference", ""), who.get("display", "")))
-    return out
-
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:
     """``[#########---------]  45%`` for a terminal line."""

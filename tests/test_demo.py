@@ -23,8 +23,15 @@ def test_demo_county_loads_once_and_is_reused(store: FhirStore, tmp_path: Path,
     again = demo.ensure_demo_county(store, 300, 5)
     assert not again.generated
     assert again.report.accepted == 0 and again.report.skipped == total
-    roles = {en for _zh, en, _ref, _name in demo.demo_identities(store)}
-    assert roles == {"village doctor", "GP", "specialist", "nurse", "public-health doctor"}
+    # one account per role, each staff account a named practitioner of the county
+    by_role = {a.role: a for a in again.accounts}
+    assert set(by_role) == {"village-doctor", "gp", "specialist", "nurse", "public-health",
+                            "county-admin", "platform-admin", "resident"}
+    for role in ("village-doctor", "gp", "specialist", "nurse", "public-health"):
+        account = by_role[role]
+        assert account.name and account.linked.startswith("Practitioner/")
+        assert (account.organization or "").startswith("Organization/")
+    assert by_role["resident"].linked.startswith("Patient/")
 
 
 def test_progress_bar() -> None:

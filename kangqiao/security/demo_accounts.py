@@ -25,7 +25,9 @@ class DemoAccount:
     username: str
     role: str
     password: str | None  # None: the user changed it
-    linked: str
+    linked: str  # the FHIR reference the account acts as
+    name: str  # the person's name ("" for accounts without one)
+    organization: str | None
 
 
 # username, role, PractitionerRole code (None: no practitioner), organisation to look in
@@ -54,7 +56,8 @@ def ensure_demo_accounts(engine: Engine, settings: Settings) -> list[DemoAccount
             if existing.must_change_password:
                 password = passwords.generate(username)
                 accounts.set_password(engine, username, password, must_change=True)
-            out.append(DemoAccount(username, role, password, existing.actor))
+            out.append(DemoAccount(username, role, password, existing.actor,
+                                   existing.display_name, existing.organization))
             continue
         password = passwords.generate(username)
         organization, practitioner, practitioner_role, name, patient = org, None, None, None, None
@@ -72,5 +75,6 @@ def ensure_demo_accounts(engine: Engine, settings: Settings) -> list[DemoAccount
                                   role=role, display_name=name, organization=organization,
                                   practitioner=practitioner,
                                   practitioner_role=practitioner_role, patient=patient)
-        out.append(DemoAccount(username, role, password, account.actor))
+        out.append(DemoAccount(username, role, password, account.actor, account.display_name,
+                               account.organization))
     return out

@@ -15,6 +15,8 @@ from kangqiao.chronic.rules import (
     Citation,
     Decision,
     Disease,
+    FollowUpVisit,
+    Implausible,
     add_months,
     annual_check_due,
     protocol_state,
@@ -72,6 +74,8 @@ def disease_cards(record: ChronicRecord, disease: Disease, today: date, en: bool
     state = protocol_state(record.patient, record.visits, disease, today, episode[1])
     cards: list[Card] = []
     last = state.last
+    if last is not None and last.visit.implausible:
+        cards.append(_implausible(last.visit, en, base, prefix))
     if last is not None:
         control = last.control_decision
         cls = last.classification_decision
@@ -101,6 +105,22 @@ def disease_cards(record: ChronicRecord, disease: Disease, today: date, en: bool
         cards += [decision_card(s, en, base, prefix) for s in
                   treatment_suggestions(record.patient, last.visit)]
     return cards
+
+
+def _implausible(visit: FollowUpVisit, en: bool, base: str, prefix: str) -> Card:
+    """The last visit recorded values no one can have (a digit too many, a unit mixed up):
+    the rules set them aside, so the classification did not use them; say so."""
+    def span(i: Implausible) -> str:
+        low, high = (f"{x:g}" if x is not None else "" for x in (i.low, i.high))
+        return f"{low}-{high}" if low and high else (f"<= {high}" if high else f">= {low}")
+    items = [f"{i.name_en} {i.value:g} {i.unit} (plausible: {span(i)})" if en
+             else f"{i.name_zh} {i.value:g} {i.unit}（合理范围 {span(i)}）"
+             for i in visit.implausible]
+    summary = (f"implausible value on {visit.date}: check it" if en
+               else f"{visit.date}随访数值可疑，请核实")
+    detail = ("; ".join(items) + ". Not used to classify the visit: correct the record."
+              if en else "；".join(items) + "。未用于本次随访分类，请核实并更正记录。")
+    return _card(prefix + summary, detail, "warning", cite.HEARTS_PLAUSIBILITY, base)
 
 
 def _hba1c(record: ChronicRecord, today: date, en: bool, base: str, prefix: str) -> list[Card]:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from kangqiao.chronic.forms import visit_from_answers
+from kangqiao.chronic.forms import MEASURES, visit_from_answers
 from kangqiao.chronic.rules import (
     BloodPressure,
     Disease,
     FollowUpVisit,
+    Implausible,
     Patient,
     Sex,
     VisitMode,
@@ -182,6 +183,7 @@ def visit_from_resources(
             visit = None  # a damaged form: fall back to the Observations
         if visit is not None:
             return visit
+    values, implausible = plausible(values)
     sbp, dbp = values.get(SBP), values.get(DBP)
     hr = values.get(HEART_RATE)
     mode = {"HH": VisitMode.HOME, "VR": VisitMode.PHONE}.get(klass or "", VisitMode.CLINIC)
@@ -196,7 +198,32 @@ def visit_from_resources(
         temperature=values.get(TEMPERATURE),
         bmi=values.get(BMI),
         ldl_c=values.get(LDL),
+        implausible=implausible,
     )
+
+
+# The form's data-entry ranges (HEARTS DHIS2 package: SBP 60-260, DBP 40-260 mmHg), by LOINC.
+RANGES = {m.loinc: m for m in MEASURES.values() if m.minimum is not None or m.maximum is not None}
+
+
+def plausible(values: dict[str, float]) -> tuple[dict[str, float], tuple[Implausible, ...]]:
+    """``values`` without those outside the range the form itself would refuse, and those
+    set aside. Readings from other systems (and old paper records typed in) reach the record
+    without the form's check: an extra digit (1389 mmHg) must not fire an urgent referral.
+    A blood pressure is one reading: either half out of range sets both aside."""
+    kept, out = dict(values), []
+    for code, m in RANGES.items():
+        value = kept.get(code)
+        if value is None:
+            continue
+        if (m.minimum is not None and value < m.minimum) or (
+                m.maximum is not None and value > m.maximum):
+            out.append(Implausible(m.zh, m.display, value, m.unit, m.minimum, m.maximum))
+            del kept[code]
+    if out and (SBP in kept) != (DBP in kept):
+        kept.pop(SBP, None)
+        kept.pop(DBP, None)
+    return kept, tuple(out)
 
 
 def _all(uow: UnitOfWork, resource_type: str, params: list[tuple[str, str]]) -> list[Json]:

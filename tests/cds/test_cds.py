@@ -31,6 +31,28 @@ def urgent_patient(store: FhirStore) -> str:
     return "C"
 
 
+def test_an_implausible_reading_gets_a_check_card_not_an_urgent_referral(
+        client: TestClient, store: FhirStore) -> None:
+    # 1389 mmHg: 138 typed with a digit too many (not through the form, which refuses it)
+    put_all(store, [
+        patient("C", "1966-05-01"), condition("c1", "C"),
+        episode("e1", "C", "htn", "2024-01-01"),
+        encounter("v1", "C", "2024-06-01", "htn-followup"),
+        bp("o1", "C", "v1", "2024-06-01", 1389, 85),
+    ])
+    cards = client.post(f"/cds-services/{PATIENT_VIEW}", json=_request()).json()["cards"]
+    _check_cards(cards)
+    check = [c for c in cards if "数值可疑" in c["summary"]]
+    assert len(check) == 1 and check[0]["indicator"] == "warning"
+    assert "收缩压 1389 mmHg（合理范围 60-260）" in check[0]["detail"]
+    assert "WHO HEARTS" in check[0]["source"]["label"]
+    assert not any("HTN 3(1)" in c["source"]["label"] for c in cards)  # no urgent referral
+    english = client.post(f"/cds-services/{PATIENT_VIEW}", json=_request(),
+                          headers={"Accept-Language": "en"}).json()["cards"]
+    assert any("Systolic blood pressure 1389 mmHg (plausible: 60-260)" in c["detail"]
+               for c in english)
+
+
 def _request(hook: str = "patient-view", **extra: Any) -> dict[str, Any]:
     return {"hook": hook, "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "PractitionerRole/r1", "patientId": "C"}, **extra}

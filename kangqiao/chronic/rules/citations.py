@@ -110,6 +110,9 @@ DM_GUIDELINE = Citation(
     note_en="targets from the reference's summary; clause not verified",
 )
 HEARTS_COHORT = Citation("WHO HEARTS", "cohort indicators", HEARTS)
+# The data-entry plausibility ranges of the HEARTS DHIS2 hypertension package (design guide).
+HEARTS_PLAUSIBILITY = Citation("WHO HEARTS", "DHIS2 data entry ranges",
+                               "WHO HEARTS DHIS2 高血压数据包：录入数值合理范围")
 
 # Rules that are Kangqiao's reading where the standard is silent.
 KANGQIAO_DECISION = Citation(

@@ -119,6 +119,19 @@ class Patient:
 
 
 @dataclass(frozen=True, slots=True)
+class Implausible:
+    """A recorded value outside its plausible range, set aside by the rules (a typing or
+    unit error: ``1389`` for 138 mmHg)."""
+
+    name_zh: str
+    name_en: str
+    value: float
+    unit: str
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class FollowUpVisit:
     """One follow-up of one disease, as recorded on its national form."""
 
@@ -140,6 +153,8 @@ class FollowUpVisit:
     other_unmanageable: bool = False  # 其他基层医疗机构处理不了的情况
     ldl_c: float | None = None  # mmol/L, decision support only
     bmi: float | None = None  # kg/m², decision support only
+    # values recorded for the visit but outside their plausible range: not used by any rule
+    implausible: tuple[Implausible, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

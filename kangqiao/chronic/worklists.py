@@ -29,7 +29,9 @@ a township's list).
 
 Speed (bench/worklist.py, docs/benchmarks.md): id lists go to the database as one bound
 JSON / array parameter, not as an ``IN`` of thousands of parameters that SQLAlchemy
-re-renders on every execution.
+re-renders on every execution. A doctor's or team's episodes are index lookups (the
+platform's EpisodeOfCare ``care-manager-role`` / ``team`` parameters) instead of a read of
+every active episode's JSON, which grew with the county.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ def local_day(low: datetime) -> date:
 def _episode_patients(*episodes: Select[Any]) -> Select[Any]:
     """Patients of the active EpisodeOfCare rows among ``episodes`` (selects of ids), all
     by index: the doctor's and team's episodes come from the platform's ``care-manager-role``
-    / ``team`` parameters (params.PLATFORM_PARAMS), their status is tested per episode."""
+    / ``team`` parameters (params.PLATFORM_PARAMS), their status is tested per episode, and
+    their patients are read by episode id (``_probe`` hides param and target type, whose
+    indexes would have SQLite read every episode's, or every Patient reference's, row)."""
     status = TOK.alias("s")
     active = exists(select(literal(1)).where(
         status.c.resource_type == "EpisodeOfCare", status.c.resource_id == REF.c.resource_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
 
 from kangqiao.fhir.store import schema
@@ -14,6 +15,7 @@ from kangqiao.fhir.store.migrate import upgrade
 from kangqiao.fhir.store.reindex import drop_params, reindex_params
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
+from tests.conftest import BACKENDS, PG_SERVER, _drop_pg, _worker
 
 REF = schema.search_reference
 CODES = ("care-manager-role", "team")
@@ -52,8 +54,14 @@ def test_reindex_restores_what_a_write_indexes(engine: Engine) -> None:
     assert _rows(engine) == written
 
 
-def test_the_migration_indexes_episodes_stored_before_it(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_migration_indexes_episodes_stored_before_it(backend: str, tmp_path: Path) -> None:
+    name = f"kangqiao_reindex_{_worker()}"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        _drop_pg(name, create=True)
+        url = f"{PG_SERVER}/{name}"
     upgrade(url, "5e4a1c2b9d70")
     engine = make_engine(url)
     try:
@@ -66,3 +74,5 @@ def test_the_migration_indexes_episodes_stored_before_it(tmp_path: Path) -> None
             ("team", "CareTeam", "t2")]
     finally:
         engine.dispose()
+        if backend != "sqlite":
+            _drop_pg(name)

@@ -8,9 +8,11 @@ runs per scope, wall clock and this process's CPU time (the machine is shared: C
 the steadier figure). Scopes: the busiest doctors, the organisation whose scope is nearest
 ``--panel`` patients (issue 6's "doctor with 2,000 managed patients": no doctor of the
 synthetic county has that many, a township centre does), the largest organisation, and the
-whole county with system access. Then the same ~2,000-patient scope as the full HTTP page
-(``GET /workbench`` through the ASGI app with a signed-in session: session lookup, build,
-names, template rendering). Prints milliseconds.
+whole county with system access. Then the full HTTP page (``GET /workbench`` through the ASGI
+app with a signed-in session: session lookup, build, names, template rendering) for a GP
+account of that ~2,000-patient organisation (no PractitionerRole: the organisation's lists)
+and for the busiest doctor's own account (a PractitionerRole: the doctor scope, what a
+family doctor signed in sees). Prints milliseconds.
 
     uv run python bench/worklist.py [--residents 20000] [--db var/bench/worklist-20000.db]
     uv run python bench/worklist.py --source /work/data/synth-100k --db var/bench/worklist-100000.db
@@ -100,9 +102,10 @@ def gp_access(practitioner: str | None, org: str, role: str | None) -> Access:
                   practitioner_role=role, scopes=frozenset({"user/*.cruds"}))
 
 
-def page(engine: Engine, db: Path, org: str, repeat: int) -> tuple[float, float]:
-    """Median wall and CPU ms of ``GET /workbench`` for a GP account of ``org`` (no
-    practitioner role: the page shows the organisation's lists)."""
+def page(engine: Engine, db: Path, org: str, repeat: int, practitioner: str | None = None,
+         role: str | None = None) -> tuple[float, float]:
+    """Median wall and CPU ms of ``GET /workbench`` for a GP account of ``org``: without a
+    practitioner ``role`` the page shows the organisation's lists, with one the doctor's."""
     from fastapi.testclient import TestClient
 
     from kangqiao.app import create_app
@@ -112,10 +115,11 @@ def page(engine: Engine, db: Path, org: str, repeat: int) -> tuple[float, float]
     settings = Settings(database_url=f"sqlite:///{db}",
                         audit_hmac_key=b"bench-audit-key-0123456789abcdef".hex(),
                         secrets_dir=db.parent / "secrets")
-    username = "bench-" + org.partition("/")[2]
+    username = "bench-" + (role or org).partition("/")[2]
     account = accounts.find(engine, username=username) or accounts.create(
         engine, settings, username=username, password="Bench-Pa55word-" + "x" * 8,
-        role="gp", organization=org, must_change=False)
+        role="gp", organization=org, practitioner=practitioner, practitioner_role=role,
+        must_change=False)
     sid, _ = sessions.start(engine, settings, account, "127.0.0.1")
     walls, cpus = [], []
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -151,7 +155,8 @@ def main() -> None:
         wall, cpu, patients, entries = figures
         print(f"{label:48} {patients:8d} {entries:8d} {wall:9.1f} {cpu:8.1f}", flush=True)
 
-    for role, practitioner, org in doctors(engine, args.doctors):
+    busiest = doctors(engine, args.doctors)
+    for role, practitioner, org in busiest:
         scope = Scope("doctor", f"PractitionerRole/{role}")
         show(f"doctor {role}", timed(store, gp_access(practitioner, org, scope.ref), scope,
                                      args.repeat))
@@ -165,6 +170,9 @@ def main() -> None:
         "organization", "Organization/org-county-hospital"), args.repeat))
     wall, cpu = page(engine, db, f"Organization/{panel}", args.repeat)
     print(f"{'GET /workbench, GP of ' + panel:48} {'':8} {'':8} {wall:9.1f} {cpu:8.1f}")
+    role, practitioner, org = busiest[0]
+    wall, cpu = page(engine, db, org, args.repeat, practitioner, f"PractitionerRole/{role}")
+    print(f"{'GET /workbench, doctor ' + role:48} {'':8} {'':8} {wall:9.1f} {cpu:8.1f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ a township's list).
 
 Speed (bench/worklist.py, docs/benchmarks.md): id lists go to the database as one bound
 JSON / array parameter, not as an ``IN`` of thousands of parameters that SQLAlchemy
-re-renders on every execution.
+re-renders on every execution. A doctor's or team's episodes are index lookups (the
+platform's EpisodeOfCare ``care-manager-role`` / ``team`` parameters) instead of a read of
+every active episode's JSON, which grew with the county.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import (
-    ColumnElement,
     Select,
     and_,
+    exists,
     func,
+    literal,
     or_,
     select,
     union,
@@ -139,17 +142,20 @@ def local_day(low: datetime) -> date:
     return low.replace(tzinfo=UTC).astimezone(COUNTY_TZ).date()
 
 
-def _episodes_where(*conditions: ColumnElement[bool]) -> Select[Any]:
-    """Patients of active EpisodeOfCare rows (contracts and management) matching
-    ``conditions`` on their JSON: careManager / team have no R4 search parameter for a
-    PractitionerRole or CareTeam, so they are read from the few thousand episodes' content
-    (scanned by the primary key's resource_type prefix)."""
-    episodes = select(R.c.id).where(
-        R.c.resource_type == "EpisodeOfCare", R.c.deleted.is_(False),
-        R.c.content["status"].as_string() == "active", *conditions)
+def _episode_patients(*episodes: Select[Any]) -> Select[Any]:
+    """Patients of the active EpisodeOfCare rows among ``episodes`` (selects of ids), all
+    by index: the doctor's and team's episodes come from the platform's ``care-manager-role``
+    / ``team`` parameters (params.PLATFORM_PARAMS), their status is tested per episode, and
+    their patients are read by episode id (``_probe`` hides param and target type, whose
+    indexes would have SQLite read every episode's, or every Patient reference's, row)."""
+    status = TOK.alias("s")
+    active = exists(select(literal(1)).where(
+        status.c.resource_type == "EpisodeOfCare", status.c.resource_id == REF.c.resource_id,
+        _probe(status.c.param) == "status", _probe(status.c.code) == "active"))
+    ids = union(*episodes) if len(episodes) > 1 else episodes[0]
     return select(REF.c.target_id).where(
-        REF.c.resource_type == "EpisodeOfCare", REF.c.param == "patient",
-        REF.c.target_type == "Patient", REF.c.resource_id.in_(episodes))
+        REF.c.resource_type == "EpisodeOfCare", _probe(REF.c.param) == "patient",
+        _probe(REF.c.target_type) == "Patient", REF.c.resource_id.in_(ids), active)
 
 
 def _subtree(uow: UnitOfWork, org_id: str) -> list[str]:
@@ -173,23 +179,24 @@ def _referencing(resource_type: str, param: str, target_type: str, targets: list
 def scope_patients(uow: UnitOfWork, scope: Scope) -> list[str]:
     """Ids of the scope's patients that the caller may see (gate filter inside the SQL)."""
     uow.flush()
-    manager = R.c.content[("careManager", "reference")].as_string()
-    team = R.c.content[("team", 0, "reference")].as_string()
     parts: list[Select[Any]] = []
     if scope.kind == "doctor":
         parts.append(_referencing("Patient", "general-practitioner", "PractitionerRole",
                                   [scope.id]))
-        teams = [f"CareTeam/{t}" for t in uow.conn.execute(
-            _referencing("CareTeam", "participant", "PractitionerRole", [scope.id])).scalars()]
-        parts.append(_episodes_where(or_(manager == scope.ref, team.in_(teams))))
+        teams = list(uow.conn.execute(
+            _referencing("CareTeam", "participant", "PractitionerRole", [scope.id])).scalars())
+        parts.append(_episode_patients(
+            _referencing("EpisodeOfCare", "care-manager-role", "PractitionerRole", [scope.id]),
+            _referencing("EpisodeOfCare", "team", "CareTeam", teams)))
     elif scope.kind == "team":
-        parts.append(_episodes_where(team == scope.ref))
+        parts.append(_episode_patients(_referencing("EpisodeOfCare", "team", "CareTeam",
+                                                    [scope.id])))
     else:
         orgs = _subtree(uow, scope.id)
         parts.append(_referencing("Patient", "organization", "Organization", orgs))
         managed = _referencing("EpisodeOfCare", "organization", "Organization", orgs)
         parts.append(select(REF.c.target_id).where(
-            REF.c.resource_type == "EpisodeOfCare", REF.c.param == "patient",
+            REF.c.resource_type == "EpisodeOfCare", _probe(REF.c.param) == "patient",
             REF.c.resource_id.in_(managed)))
     members = union(*parts) if len(parts) > 1 else parts[0]
     stmt = select(R.c.id).where(R.c.resource_type == "Patient", R.c.deleted.is_(False),

@@ -119,6 +119,31 @@ def test_team_and_organization_scopes(loaded: FhirStore) -> None:
     assert other.patients == 1
 
 
+def test_doctor_and_team_scopes_find_episodes_by_manager_and_every_team(
+        store: FhirStore) -> None:
+    """Patients registered with another GP join a doctor's lists through their active
+    episodes (the platform's ``care-manager-role`` / ``team`` index): any of an episode's
+    teams counts, a finished episode does not."""
+    other = "PractitionerRole/other"
+    second_team = episode("e-J", "J", "htn", "2026-01-01", manager=other)
+    second_team["team"] = [{"reference": "CareTeam/t2"}, {"reference": TEAM}]
+    finished = dict(episode("e-K", "K", "htn", "2026-01-01"), status="finished")
+    put_all(store, [
+        care_team(), care_team("t2", other),
+        patient("M", gp=other), episode("e-M", "M", "htn", "2026-01-01"),  # managed by r1
+        patient("J", gp=other), second_team,
+        patient("K", gp=other), finished,
+        patient("N", gp=other), episode("e-N", "N", "htn", "2026-01-01", manager=other)])
+    with store.read(SYSTEM) as uow:
+        assert worklists.scope_patients(uow, DOCTOR) == ["J", "M"]
+        assert worklists.scope_patients(uow, Scope("team", TEAM)) == ["J"]
+        assert worklists.scope_patients(uow, Scope("team", "CareTeam/t2")) == ["J"]
+    with store.write(SYSTEM) as uow:
+        uow.delete("EpisodeOfCare", "e-M")
+    with store.read(SYSTEM) as uow:
+        assert worklists.scope_patients(uow, DOCTOR) == ["J"]
+
+
 class HidingGate(TrustedGate):
     """Hides patient B, as the policy hides a patient outside the user's care."""
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from kangqiao.fhir.search.index import index_rows
-from kangqiao.fhir.search.params import register_search_param, search_params
+from kangqiao.fhir.search.params import PLATFORM_PREFIX, register_search_param, search_params
 from kangqiao.security.fieldcrypt import blind
 from tests.search.conftest import search, store
 
@@ -72,3 +72,34 @@ def test_custom_param_outside_fast_subset_uses_fhirpathpy(engine: Engine) -> Non
     store(engine, [patient])
     assert search(engine, "Patient", [("mobile", "13900000000")]) == ["m1"]
     assert search(engine, "Patient", [("mobile", "010-1234567")]) == []
+
+
+EPISODES = [
+    {"resourceType": "EpisodeOfCare", "id": "e1", "status": "active",
+     "patient": {"reference": "Patient/p1"},
+     "careManager": {"reference": "PractitionerRole/r1"},
+     "team": [{"reference": "CareTeam/t1"}]},
+    {"resourceType": "EpisodeOfCare", "id": "e2", "status": "active",
+     "patient": {"reference": "Patient/p2"},
+     "careManager": {"reference": "Practitioner/d1"},
+     "team": [{"reference": "CareTeam/t2"}, {"reference": "CareTeam/t1"}]},
+]
+
+
+def test_platform_episode_params_find_the_manager_role_and_every_team(engine: Engine) -> None:
+    store(engine, EPISODES)
+    assert search(engine, "EpisodeOfCare", [("care-manager-role", "PractitionerRole/r1")]) == [
+        "e1"]
+    assert search(engine, "EpisodeOfCare", [("care-manager-role", "r1")]) == ["e1"]
+    assert search(engine, "EpisodeOfCare", [("team", "CareTeam/t1")]) == ["e1", "e2"]
+    assert search(engine, "EpisodeOfCare", [("team", "t2")]) == ["e2"]
+    # R4's care-manager keeps its meaning (a Practitioner only): the gate searches it.
+    assert search(engine, "EpisodeOfCare", [("care-manager", "Practitioner/d1")]) == ["e2"]
+    assert search(engine, "EpisodeOfCare", [("care-manager", "r1")]) == []
+
+
+def test_platform_params_are_listed_with_the_spec_ones() -> None:
+    episode = search_params("EpisodeOfCare")
+    assert episode["team"].targets == ("CareTeam",)
+    assert episode["care-manager-role"].url.startswith(PLATFORM_PREFIX)
+    assert episode["care-manager"].url.startswith("http://hl7.org/fhir/SearchParameter/")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
+from tests.cds.builders import episode
 from tests.conftest import csrf_of, form_login
 from tests.security import conftest as security
 from tests.security.conftest import PASSWORD, County
@@ -51,6 +53,23 @@ def test_follow_up_needs_the_session_csrf_token(app_client: TestClient, county: 
     assert _encounters(store) == before
     assert app_client.post("/workbench/patients/p1/referral",
                            data={"csrf": "x", "disease": "htn"}).status_code == 403
+
+
+def test_today_lists_the_patients_of_the_doctors_team_episodes(
+        app_client: TestClient, county: County, store: FhirStore) -> None:
+    """p3 has no GP; its management episode names another care manager and gp1's team
+    (found by the EpisodeOfCare ``team`` index): gp1's today page lists p3, by name, in
+    the overdue list (enrolled 200 days ago, never seen)."""
+    hypertensive_p1(store)
+    ep = episode("eoc-p3", "p3", "htn", (today() - timedelta(days=200)).isoformat(),
+                 team="CareTeam/team-01-01", manager="PractitionerRole/role-vd1")
+    with store.write(SYSTEM) as uow:
+        uow.update("EpisodeOfCare", "eoc-p3", ep)
+    _login(app_client)
+    html = app_client.get("/workbench").text
+    overdue = html.split('id="list-overdue"', 1)[1].split("</section>", 1)[0]
+    assert '<a href="/workbench/patients/p3">p3</a>' in overdue
+    assert "/workbench/patients/p1" in html
 
 
 def test_patient_outside_the_view_is_404_not_500(app_client: TestClient, county: County,

@@ -14,6 +14,24 @@ import orjson
 from kangqiao.settings import get_settings
 
 HL7_PREFIX = "http://hl7.org/fhir/SearchParameter/"
+PLATFORM_PREFIX = "https://kangqiao.example/fhir/SearchParameter/"
+
+# The platform's own parameters, always registered (written into the index of every write and
+# bulk import; migration c7d1e9a4b2f3 indexed the rows stored before them). R4 indexes
+# EpisodeOfCare.careManager only when it is a Practitioner and has no parameter for
+# EpisodeOfCare.team, but the county's contracts and management episodes name the family
+# doctor's PractitionerRole and team: the work lists look a doctor's episodes up by these
+# instead of reading every episode's JSON. A new code, not the spec's ``care-manager``
+# widened, so that nothing that searches ``care-manager`` (the gate's care links) changes.
+PLATFORM_PARAMS: tuple[dict[str, Any], ...] = (
+    {"resourceType": "SearchParameter", "url": PLATFORM_PREFIX + "EpisodeOfCare-care-manager-role",
+     "code": "care-manager-role", "type": "reference", "base": ["EpisodeOfCare"],
+     "expression": "EpisodeOfCare.careManager.where(resolve() is PractitionerRole)",
+     "target": ["PractitionerRole"]},
+    {"resourceType": "SearchParameter", "url": PLATFORM_PREFIX + "EpisodeOfCare-team",
+     "code": "team", "type": "reference", "base": ["EpisodeOfCare"],
+     "expression": "EpisodeOfCare.team", "target": ["CareTeam"]},
+)
 
 # Resource types that are not DomainResources: DomainResource-level params do not apply.
 _NOT_DOMAIN = frozenset({"Bundle", "Binary", "Parameters"})
@@ -62,8 +80,13 @@ def _spec_params() -> tuple[SearchParam, ...]:
     return tuple(out)
 
 
+@cache
+def _platform_params() -> tuple[SearchParam, ...]:
+    return tuple(_from_resource(sp) for sp in PLATFORM_PARAMS)
+
+
 def _all_params() -> list[SearchParam]:
-    return [*_spec_params(), *_custom.values()]
+    return [*_spec_params(), *_platform_params(), *_custom.values()]
 
 
 def generation() -> int:

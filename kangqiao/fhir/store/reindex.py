@@ -1,0 +1,71 @@
+"""Index rows of search parameters added after resources were stored.
+
+A write indexes every parameter known at that moment; a parameter added later (the platform's
+own, ``params.PLATFORM_PARAMS``, or one registered at run time) has no rows for what was
+stored before it. ``reindex_params`` writes them - from a migration, on the migration's
+connection - with the same ``index_rows`` as a write, so they equal what a new write of each
+resource would index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from kangqiao.fhir.search.index import index_rows
+from kangqiao.fhir.store import schema
+from kangqiao.fhir.store.db import bulk_insert_tuples
+from kangqiao.fhir.store.store import index_tuples
+
+R = schema.resource
+BATCH = 1000
+
+
+def _owned(param: str, codes: frozenset[str]) -> bool:
+    """Index rows of a parameter are named by its code, or ``code:identifier`` (logical
+    references) / ``code$i`` (composite components)."""
+    return param.partition(":")[0].partition("$")[0] in codes
+
+
+def _only(rows: dict[str, list[dict[str, Any]]], codes: frozenset[str]
+          ) -> dict[str, list[dict[str, Any]]]:
+    return {kind: [r for r in found if _owned(r["param"], codes)]
+            for kind, found in rows.items()}
+
+
+def drop_params(conn: Connection, resource_type: str, codes: Iterable[str]) -> None:
+    """Delete the index rows of ``codes`` on ``resource_type``."""
+    wanted = frozenset(codes)
+    for table in schema.INDEX_TABLES.values():
+        params = [p for p in conn.execute(select(table.c.param).distinct().where(
+            table.c.resource_type == resource_type)).scalars() if _owned(p, wanted)]
+        if params:
+            conn.execute(delete(table).where(table.c.resource_type == resource_type,
+                                             table.c.param.in_(params)))
+
+
+def reindex_params(conn: Connection, resource_type: str, codes: Iterable[str]) -> int:
+    """(Re)write the index rows of the parameters ``codes`` for every current resource of
+    ``resource_type`` (rows already there are replaced, so it may run again); returns how
+    many resources were read. Pages by id so memory stays flat on a large county."""
+    wanted = frozenset(codes)
+    drop_params(conn, resource_type, wanted)
+    done, after = 0, ""
+    while True:
+        page = conn.execute(select(R.c.id, R.c.content).where(
+            R.c.resource_type == resource_type, R.c.deleted.is_(False), R.c.id > after,
+        ).order_by(R.c.id).limit(BATCH)).all()
+        if not page:
+            return done
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        for rid, content in page:
+            rows = index_tuples(resource_type, rid, _only(index_rows(content), wanted))
+            for kind, tuples in rows.items():
+                found.setdefault(kind, []).extend(tuples)
+        for kind, tuples in found.items():
+            bulk_insert_tuples(conn, schema.INDEX_TABLES[kind], schema.INDEX_COLUMNS[kind],
+                               tuples)
+        done += len(page)
+        after = page[-1].id

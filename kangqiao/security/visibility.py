@@ -136,16 +136,18 @@ def _targets(refs: Iterable[str]) -> ColumnElement[bool]:
     return or_(*terms) if terms else false()
 
 
-def _referring(resource_type: str, param: str, terms: list[ColumnElement[bool]],
-               *conditions: ColumnElement[bool]) -> Select | CompoundSelect:
-    """Ids of ``resource_type`` whose ``param`` matches one of the target ``terms``: a UNION
-    of one index lookup per term, where one OR of the terms would read every row of the
-    parameter (SQLite then scans the county's referrals, e.g., to find one centre's)."""
+def _referring(resource_type: str, params: str | tuple[str, ...],
+               terms: list[ColumnElement[bool]], *conditions: ColumnElement[bool]
+               ) -> Select | CompoundSelect:
+    """Ids of ``resource_type`` whose ``params`` (one, or any of several) match one of the
+    target ``terms``: a UNION of one index lookup per parameter and term, where one OR of the
+    terms would read every row of the parameter (SQLite then scans the county's referrals,
+    e.g., to find one centre's)."""
     if not terms:
         return select(REF.c.resource_id).where(false())
     return _union([select(REF.c.resource_id).where(
         REF.c.resource_type == resource_type, REF.c.param == param, term, *conditions)
-        for term in terms])
+        for param in ((params,) if isinstance(params, str) else params) for term in terms])
 
 
 def _having_status(resource_type: str, ids: ColumnElement[str], codes: Iterable[str]
@@ -206,8 +208,11 @@ def care_links(practitioner: str | None, role: str | None) -> list[Link]:
             REF.c.resource_type == "Patient", REF.c.param == "general-practitioner",
             or_(*who(hidden)))
 
-    managed_episodes = _referring("EpisodeOfCare", "care-manager", who(False), _having_status(
-        "EpisodeOfCare", REF.c.resource_id, ["active"]))
+    # R4's care-manager indexes Practitioner references only; the platform's
+    # care-manager-role (kangqiao.fhir.search.params) the PractitionerRole ones the county uses
+    managed_episodes = _referring("EpisodeOfCare", ("care-manager", "care-manager-role"),
+                                  who(False), _having_status(
+                                      "EpisodeOfCare", REF.c.resource_id, ["active"]))
     out = [Link(gp(False), gp(True)), _patients_of("EpisodeOfCare", "patient", managed_episodes)]
     if role:
         out.append(_patients_of("CareTeam", "patient", _teams_of(role.partition("/")[2])))

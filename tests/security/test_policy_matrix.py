@@ -212,6 +212,32 @@ def test_referral_access_ends_when_the_referral_is_cancelled(
     assert app_client.get("/fhir/Patient/p4", headers=h).status_code == 404
 
 
+def test_the_care_manager_of_an_active_episode_sees_the_patient(
+        app_client: TestClient, county: County) -> None:
+    # gp2 enrols their centre's p4 with vd1 (another township's village doctor) as care
+    # manager: vd1, and gp1 and nurse1 as vd1's family-doctor team mates, treat p4 while
+    # the episode is active.
+    assert app_client.get("/fhir/Patient/p4", headers=county.headers("vd1")).status_code == 404
+    episode = {"resourceType": "EpisodeOfCare", "id": "eoc-p4", "status": "active",
+               "patient": {"reference": "Patient/p4"},
+               "careManager": {"reference": "PractitionerRole/role-vd1"}}
+    r = app_client.put("/fhir/EpisodeOfCare/eoc-p4", json=episode,
+                       headers=county.headers("gp2"))
+    assert r.status_code == 201, r.text
+    for user in ("vd1", "gp1", "nurse1"):
+        assert app_client.get("/fhir/Patient/p4", headers=county.headers(user)).status_code \
+            == 200, user
+        found = app_client.get("/fhir/Observation", params={"subject": "Patient/p4"},
+                               headers=county.headers(user)).json()
+        assert _ids(found) == OBSERVATIONS["p4"]
+    episode["status"] = "finished"
+    assert app_client.put("/fhir/EpisodeOfCare/eoc-p4", json=episode,
+                          headers=county.headers("gp2")).status_code == 200
+    for user in ("vd1", "gp1", "nurse1"):
+        assert app_client.get("/fhir/Patient/p4", headers=county.headers(user)).status_code \
+            == 404, user
+
+
 def test_consent_refusal_takes_effect_at_once(app_client: TestClient, county: County) -> None:
     h = county.headers("countyadmin")
     assert app_client.get("/fhir/Patient/p1", headers=h).status_code == 200

@@ -252,6 +252,9 @@ def test_incremental_refresh_equals_full_recompute(county: Path, tmp_path: Path)
         info = inc.refresh([new])
         assert info["mode"] == "incremental"
         assert 0 < info["patients"] < 500
+        # HEARTS redone for the patients with a date near the old or the new reference day
+        # only, not for all the managed patients.
+        assert 0 < info["as_of_patients"] < 100
         got = _normalised(inc.results(STRATA, suppress_below=0))
         # The cells kept by deltas are the ones a recompute from the facts gives.
         kept = _cells(inc, "SELECT * FROM s_cells")

@@ -55,14 +55,6 @@ def rebuild(store: IndicatorStore) -> None:
     store.con.execute(f"INSERT INTO s_cells {cells_sql()}")
 
 
-def recompute(store: IndicatorStore, where: str) -> None:
-    """Replace the cells matching ``where`` (on ``indicator_id`` and ``period`` only) from
-    their facts: cheaper than deltas when every patient's facts changed (HEARTS after the
-    reference day moved)."""
-    store.con.execute(f"DELETE FROM s_cells WHERE {where}")
-    store.con.execute(f"INSERT INTO s_cells {cells_sql(where)}")
-
-
 def _in(ids: Sequence[str]) -> str:
     return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
 

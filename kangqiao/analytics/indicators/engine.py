@@ -19,8 +19,9 @@ small); the cells change by the difference of those patients' old and new facts,
 refresh re-sums every fact. Three things are global and trigger more work: a change of
 Organization or PractitionerRole (strata of everyone: full rebuild), a new month in the data (a new
 period: full rebuild) and a later reference day (the ``as_of`` indicators, HEARTS,
-are recomputed for all patients, in the periods whose reference day moved: the current
-month and year).
+are recomputed in the periods whose reference day moved, the current month and year, for
+the patients with a date the indicator declares near the old or new reference day: see
+:mod:`.catalogue`).
 """
 
 from __future__ import annotations
@@ -154,19 +155,69 @@ class IndicatorStore:
         delta = cells.Delta(self)
         self._sliced = False
         self._derive_patients(touched=True)
-        self._facts(self.catalogue, touched=True, delta=delta, old_dim="_old_dim")
-        # The reference day moved: the as_of indicators (HEARTS) change for everyone, but
-        # only in the periods whose reference day moved (the current month and year).
-        moved = sorted({p[0] for p in set(self._periods_snapshot()) - set(old_periods)})
+        self._facts(self.catalogue, "touched", delta=delta, old_dim="_old_dim")
+        # The reference day moved: the as_of indicators (HEARTS) change in the periods
+        # whose reference day moved (the current month and year), for the patients with a
+        # date near the old or the new reference day.
+        moved = self._moved_reference_days(old_periods)
         as_of = [i for i in self.catalogue if i.as_of]
-        if moved:
-            self._facts(as_of, touched=False, periods=moved)
-        delta.apply([i.id for i in self.catalogue])
+        redone = 0
         if moved and as_of:
-            cells.recompute(self, f"indicator_id IN ({', '.join(_sql_str(i.id) for i in as_of)})"
-                            f" AND period IN ({', '.join(_sql_str(p) for p in moved)})")
-        self.con.execute("DROP TABLE IF EXISTS _old_dim")
-        return {"mode": "incremental", "patients": self._count("touched")}
+            redone = self._find_as_of_patients(as_of, moved)
+            # Their strata did not change (they are not touched): count them as they are.
+            self.con.execute(
+                "INSERT INTO _old_dim SELECT * FROM main.d_dim "
+                "WHERE patient_id IN (SELECT patient_id FROM _as_of_patients)"
+            )
+            self._facts(
+                as_of, "_as_of_patients", delta=delta, old_dim="_old_dim", periods=sorted(moved)
+            )
+        delta.apply([i.id for i in self.catalogue])
+        for table in ("_old_dim", "_as_of_patients"):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        return {
+            "mode": "incremental",
+            "patients": self._count("touched"),
+            "as_of_patients": redone,
+        }
+
+    def _moved_reference_days(
+        self, old_periods: list[tuple[Any, ...]]
+    ) -> dict[str, tuple[dt.date, dt.date]]:
+        """Period -> (old, new) reference day, for the periods whose reference day moved.
+        (A period that appeared or went triggers a full rebuild before this is asked.)"""
+        old_as_of = {p[0]: p[4] for p in old_periods}
+        return {
+            p[0]: (old_as_of[p[0]], p[4])
+            for p in self._periods_snapshot()
+            if p[0] in old_as_of and old_as_of[p[0]] != p[4]
+        }
+
+    def _find_as_of_patients(
+        self, indicators: Sequence[Indicator], moved: dict[str, tuple[dt.date, dt.date]]
+    ) -> int:
+        """``_as_of_patients``: the untouched patients whose ``indicators`` can change when
+        the reference days move as in ``moved``: those with a declared date between the old
+        and the new reference day minus one of the declared month offsets (closed bounds,
+        a superset; see :mod:`.catalogue`). Returns their number."""
+        self._bind(None)
+        shifts = sorted({tuple(sorted(days)) for days in moved.values()})
+        parts = set()
+        for ind in indicators:
+            assert ind.as_of_dates is not None  # the catalogue requires them
+            near = " OR ".join(
+                f"day BETWEEN DATE '{lo}' - INTERVAL {k} MONTH AND DATE '{hi}' - INTERVAL {k} MONTH"
+                for lo, hi in shifts
+                for k in ind.as_of_months
+            )
+            dates = ind.render(ind.as_of_dates, self.indicator_params(ind))
+            parts.add(f"SELECT patient_id FROM ({dates}) WHERE {near}")
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _as_of_patients AS SELECT DISTINCT patient_id FROM ("
+            + " UNION ALL ".join(sorted(parts))
+            + ") WHERE patient_id NOT IN (SELECT patient_id FROM touched)"
+        )
+        return self._count("_as_of_patients")
 
     def results(
         self,
@@ -255,14 +306,16 @@ class IndicatorStore:
         return sql
 
     # --- binding: the names the catalogue's SQL reads -----------------------------------------
-    def _bind(self, touched: bool) -> None:
+    def _bind(self, patients: str | None) -> None:
         """Point the plain names (``encounter``, ``visit`` ...) at the stored tables, limited
-        to the touched patients during an incremental refresh.
+        to the patients in the table ``patients`` (``touched`` during an incremental
+        refresh), or not limited (None).
 
         The touched patients' view rows are copied once per refresh into small temporary
         tables (``t_<view>``): the derived tables and every indicator's units query then
         read those instead of each scanning the county's full view tables again."""
-        only = " WHERE patient_id IN (SELECT patient_id FROM touched)" if touched else ""
+        only = f" WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
+        touched = patients == "touched"
         for name in self.views:
             source = f"main.v_{name}"
             if touched and self._patient_keyed(name):
@@ -271,6 +324,8 @@ class IndicatorStore:
                         f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * FROM {source}{only}"
                     )
                 source = f"t_{name}"
+            elif patients and self._patient_keyed(name):
+                source += only  # a few patients, read once: no copy
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
         self._sliced = self._sliced or touched
         for name in derived.DIMENSION_TABLES:
@@ -287,7 +342,7 @@ class IndicatorStore:
     # --- derived tables and facts ----------------------------------------------------------
     def _rebuild(self) -> None:
         self._write_periods()
-        self._bind(touched=False)
+        self._bind(None)
         for name, sql in derived.DIMENSION_TABLES.items():
             self.con.execute(f"CREATE OR REPLACE TABLE d_{name} AS {sql}")
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}")
@@ -298,12 +353,12 @@ class IndicatorStore:
             "CREATE OR REPLACE TABLE s_facts (indicator_id VARCHAR, patient_id VARCHAR, "
             "period VARCHAR, num DOUBLE, den DOUBLE, vals DOUBLE[])"
         )
-        self._facts(self.catalogue, touched=False)
+        self._facts(self.catalogue, None)
         cells.rebuild(self)
 
     def _derive_patients(self, touched: bool) -> None:
         for name, sql in derived.PATIENT_TABLES.items():
-            self._bind(touched)
+            self._bind("touched" if touched else None)
             if not self._has_table(f"d_{name}"):
                 self.con.execute(f"CREATE TABLE d_{name} AS {sql}")
             else:
@@ -314,7 +369,7 @@ class IndicatorStore:
                 else:
                     self.con.execute(f"DELETE FROM d_{name}")
                 self.con.execute(f"INSERT INTO d_{name} {sql}")
-        self._bind(touched)
+        self._bind("touched" if touched else None)
 
     def indicator_params(self, ind: Indicator) -> dict[str, Any]:
         """Overrides for ``ind``: ``params[<indicator id>]`` or a bare parameter name."""
@@ -324,22 +379,22 @@ class IndicatorStore:
     def _facts(
         self,
         indicators: Sequence[Indicator],
-        touched: bool,
+        patients: str | None,
         *,
         delta: cells.Delta | None = None,
         old_dim: str = "d_dim",
         periods: Sequence[str] | None = None,
     ) -> None:
-        """Replace the facts of ``indicators`` (of the touched patients, of ``periods``);
-        ``delta`` records the change of the cells (facts subtracted with the strata of
-        ``old_dim``, the ones they were counted under)."""
-        self._bind(touched)
+        """Replace the facts of ``indicators`` (of the patients in the table ``patients``,
+        of ``periods``); ``delta`` records the change of the cells (facts subtracted with
+        the strata of ``old_dim``, the ones they were counted under)."""
+        self._bind(patients)
         ids = ", ".join(_sql_str(i.id) for i in indicators)
         if not ids:
             return
         where = f"indicator_id IN ({ids})"
-        if touched:
-            where += " AND patient_id IN (SELECT patient_id FROM touched)"
+        if patients:
+            where += f" AND patient_id IN (SELECT patient_id FROM {patients})"
         only = ""
         if periods is not None:
             only = " AND period IN (" + ", ".join(_sql_str(p) for p in periods) + ")"

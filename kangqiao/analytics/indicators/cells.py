@@ -32,9 +32,11 @@ TABLE = (
 )
 
 
-def cells_sql(where: str = "TRUE", dim: str = "d_dim", sign: int = 1) -> str:
-    """Facts matching ``where`` summed per cell, with the strata of ``dim``; ``sign`` -1
-    gives the contribution to subtract."""
+def cells_sql(
+    where: str = "TRUE", dim: str = "d_dim", sign: int = 1, facts: str = "s_facts"
+) -> str:
+    """Facts of the table ``facts`` matching ``where`` summed per cell, with the strata of
+    ``dim``; ``sign`` -1 gives the contribution to subtract."""
     return f"""
         SELECT f.indicator_id, f.period,
             coalesce(d.township_id, '{UNKNOWN}') AS township_id,
@@ -44,7 +46,7 @@ def cells_sql(where: str = "TRUE", dim: str = "d_dim", sign: int = 1) -> str:
             coalesce(age_band(age_on(d.birth_date, p.end_date)), '{UNKNOWN}') AS age_band,
             {sign} * count(*) AS n, {sign} * sum(f.num) AS num, {sign} * sum(f.den) AS den,
             flatten(list(f.vals) FILTER (WHERE f.vals IS NOT NULL)) AS vals
-        FROM (SELECT * FROM s_facts WHERE {where}) f
+        FROM (SELECT * FROM {facts} WHERE {where}) f
         JOIN s_periods p ON p.period = f.period
         LEFT JOIN {dim} d ON d.patient_id = f.patient_id
         GROUP BY ALL"""
@@ -60,7 +62,7 @@ def _in(ids: Sequence[str]) -> str:
 
 
 class Delta:
-    """Collects the change of the cells while facts of ``indicators`` are replaced."""
+    """Collects the change of the cells while facts are replaced."""
 
     def __init__(self, store: IndicatorStore) -> None:
         self.con = store.con
@@ -69,15 +71,24 @@ class Delta:
             "CREATE OR REPLACE TEMP TABLE _delta AS SELECT * EXCLUDE (vals) FROM s_cells "
             "WHERE FALSE"
         )
+        # (indicator, period) of the median indicators whose facts changed.
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _median_changed (indicator_id VARCHAR, period VARCHAR)"
+        )
 
-    def record(self, where: str, sign: int, dim: str = "d_dim") -> None:
-        """Add (``sign`` 1) or subtract (-1) the facts matching ``where``."""
-        skip = f" AND indicator_id NOT IN ({_in(sorted(self.medians))})" if self.medians else ""
-        summed = cells_sql(where + skip, dim, sign)
+    def record(self, facts: str, sign: int, dim: str = "d_dim") -> None:
+        """Add (``sign`` 1) or subtract (-1) the facts in the table ``facts``."""
+        medians = f"indicator_id IN ({_in(sorted(self.medians))})" if self.medians else "FALSE"
+        summed = cells_sql(f"NOT ({medians})", dim, sign, facts)
         self.con.execute(f"INSERT INTO _delta SELECT * EXCLUDE (vals) FROM ({summed})")
+        self.con.execute(
+            f"INSERT INTO _median_changed SELECT DISTINCT indicator_id, period FROM {facts} "
+            f"WHERE {medians}"
+        )
 
-    def apply(self, indicators: Sequence[str]) -> None:
-        """Merge the delta into ``s_cells``; recompute the median indicators' cells."""
+    def apply(self) -> None:
+        """Merge the delta into ``s_cells``; recompute the median indicators' cells of the
+        periods whose facts changed."""
         on = " AND ".join(f"s.{k} = d.{k}" for k in KEY)
         keys = ", ".join(KEY)
         con = self.con
@@ -94,11 +105,12 @@ class Delta:
         )
         con.execute(f"DELETE FROM s_cells s USING _delta_sum d WHERE {on}")
         con.execute("INSERT INTO s_cells SELECT * FROM _merged WHERE n > 0")
-        medians = sorted(self.medians & set(indicators))
-        if medians:
-            listed = _in(medians)
-            con.execute(f"DELETE FROM s_cells WHERE indicator_id IN ({listed})")
-            fresh = cells_sql(f"indicator_id IN ({listed})")
-            con.execute(f"INSERT INTO s_cells {fresh}")
-        for t in ("_delta", "_delta_sum", "_merged"):
+        changed = con.execute("SELECT DISTINCT * FROM _median_changed").fetchall()
+        if changed:
+            which = " OR ".join(
+                f"(indicator_id = {_in([i])} AND period = {_in([p])})" for i, p in sorted(changed)
+            )
+            con.execute(f"DELETE FROM s_cells WHERE {which}")
+            con.execute(f"INSERT INTO s_cells {cells_sql(which)}")
+        for t in ("_delta", "_delta_sum", "_merged", "_median_changed"):
             con.execute(f"DROP TABLE IF EXISTS {t}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,20 @@ from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, l
 from kangqiao.analytics.viewsql import merge_structures, read_json_sql
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+FACT_COLUMNS = (
+    "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
+    "vals DOUBLE[]"
+)
+
+
+@dataclass(frozen=True)
+class FactScope:
+    """Facts a refresh replaces: of ``indicators``, of the patients in the table
+    ``patients``, in ``periods`` (None: every period)."""
+
+    indicators: tuple[Indicator, ...]
+    patients: str
+    periods: tuple[str, ...] | None = None
 
 
 def input_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -152,15 +167,14 @@ class IndicatorStore:
             return {"mode": "full", "patients": None}
         if not self._has_table("s_cells"):  # a store written before cells were kept
             cells.rebuild(self)
-        delta = cells.Delta(self)
         self._sliced = False
         self._derive_patients(touched=True)
-        self._facts(self.catalogue, "touched", delta=delta, old_dim="_old_dim")
+        scopes = [FactScope(self.catalogue, "touched")]
         # The reference day moved: the as_of indicators (HEARTS) change in the periods
         # whose reference day moved (the current month and year), for the patients with a
         # date near the old or the new reference day.
         moved = self._moved_reference_days(old_periods)
-        as_of = [i for i in self.catalogue if i.as_of]
+        as_of = tuple(i for i in self.catalogue if i.as_of)
         redone = 0
         if moved and as_of:
             redone = self._find_as_of_patients(as_of, moved)
@@ -169,10 +183,8 @@ class IndicatorStore:
                 "INSERT INTO _old_dim SELECT * FROM main.d_dim "
                 "WHERE patient_id IN (SELECT patient_id FROM _as_of_patients)"
             )
-            self._facts(
-                as_of, "_as_of_patients", delta=delta, old_dim="_old_dim", periods=sorted(moved)
-            )
-        delta.apply([i.id for i in self.catalogue])
+            scopes.append(FactScope(as_of, "_as_of_patients", tuple(sorted(moved))))
+        self._replace_facts(scopes, old_dim="_old_dim")
         for table in ("_old_dim", "_as_of_patients"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         return {
@@ -349,11 +361,8 @@ class IndicatorStore:
         for name in derived.PATIENT_TABLES:
             self.con.execute(f"DROP TABLE IF EXISTS d_{name}")
         self._derive_patients(touched=False)
-        self.con.execute(
-            "CREATE OR REPLACE TABLE s_facts (indicator_id VARCHAR, patient_id VARCHAR, "
-            "period VARCHAR, num DOUBLE, den DOUBLE, vals DOUBLE[])"
-        )
-        self._facts(self.catalogue, None)
+        self.con.execute(f"CREATE OR REPLACE TABLE s_facts ({FACT_COLUMNS})")
+        self._compute_facts(self.catalogue, None, None, into="s_facts")
         cells.rebuild(self)
 
     def _derive_patients(self, touched: bool) -> None:
@@ -376,32 +385,53 @@ class IndicatorStore:
         flat = {k: v for k, v in self.params.items() if k in ind.parameters}
         return {**flat, **self.params.get(ind.id, {})}
 
-    def _facts(
+    def _replace_facts(self, scopes: Sequence[FactScope], old_dim: str) -> None:
+        """Replace the facts of ``scopes`` and change the cells by the difference (old
+        facts subtracted with the strata of ``old_dim``, the ones they were counted under).
+
+        ``s_facts`` (~17 rows per resident) is scanned once: the old facts are copied with
+        their row ids into ``_old_facts``, which gives both the cells to subtract and the
+        rows to delete; the new facts are computed into ``_new_facts``, which gives the
+        cells to add before they are appended."""
+        delta = cells.Delta(self)
+        where = " OR ".join(f"({self._scope_sql(s)})" for s in scopes)
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _old_facts AS "
+            f"SELECT rowid AS fact_row, * FROM s_facts WHERE {where}"
+        )
+        delta.record("_old_facts", -1, old_dim)
+        self.con.execute("DELETE FROM s_facts WHERE rowid IN (SELECT fact_row FROM _old_facts)")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _new_facts ({FACT_COLUMNS})")
+        for scope in scopes:
+            self._compute_facts(scope.indicators, scope.patients, scope.periods, "_new_facts")
+        delta.record("_new_facts", 1)
+        self.con.execute("INSERT INTO s_facts SELECT * FROM _new_facts")
+        delta.apply()
+        for table in ("_old_facts", "_new_facts"):
+            self.con.execute(f"DROP TABLE {table}")
+
+    def _scope_sql(self, scope: FactScope) -> str:
+        """The condition on ``s_facts`` rows that selects the facts of ``scope``."""
+        conds = [f"patient_id IN (SELECT patient_id FROM {scope.patients})"]
+        if {i.id for i in scope.indicators} != {i.id for i in self.catalogue}:
+            conds.append(f"indicator_id IN ({', '.join(_sql_str(i.id) for i in scope.indicators)})")
+        if scope.periods is not None:
+            conds.append(f"period IN ({', '.join(_sql_str(p) for p in scope.periods)})")
+        return " AND ".join(conds)
+
+    def _compute_facts(
         self,
         indicators: Sequence[Indicator],
         patients: str | None,
-        *,
-        delta: cells.Delta | None = None,
-        old_dim: str = "d_dim",
-        periods: Sequence[str] | None = None,
+        periods: Sequence[str] | None,
+        into: str,
     ) -> None:
-        """Replace the facts of ``indicators`` (of the patients in the table ``patients``,
-        of ``periods``); ``delta`` records the change of the cells (facts subtracted with
-        the strata of ``old_dim``, the ones they were counted under)."""
+        """Insert into ``into`` the facts of ``indicators`` of the patients in the table
+        ``patients`` (None: all) in ``periods`` (None: all)."""
         self._bind(patients)
-        ids = ", ".join(_sql_str(i.id) for i in indicators)
-        if not ids:
-            return
-        where = f"indicator_id IN ({ids})"
-        if patients:
-            where += f" AND patient_id IN (SELECT patient_id FROM {patients})"
         only = ""
         if periods is not None:
             only = " AND period IN (" + ", ".join(_sql_str(p) for p in periods) + ")"
-            where += only
-        if delta is not None:
-            delta.record(where, -1, old_dim)
-        self.con.execute(f"DELETE FROM s_facts WHERE {where}")
         # Indicators with the same units (the five HEARTS states, the contract key
         # groups) share one evaluation of the units query.
         groups: dict[tuple[str, tuple[str, ...]], list[Indicator]] = {}
@@ -416,12 +446,10 @@ class IndicatorStore:
             )
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
             for ind in members:
-                self.con.execute(self._fact_sql(ind))
+                self.con.execute(self._fact_sql(ind, into))
         self.con.execute("DROP TABLE IF EXISTS _units")
-        if delta is not None:
-            delta.record(where, 1)
 
-    def _fact_sql(self, ind: Indicator) -> str:
+    def _fact_sql(self, ind: Indicator, into: str) -> str:
         p = self.indicator_params(ind)
         num = f"coalesce(CAST(({ind.render(ind.numerator, p)}) AS DOUBLE), 0)"
         den = (
@@ -435,7 +463,7 @@ class IndicatorStore:
         else:
             vals = "NULL::DOUBLE[]"
         return (
-            f"INSERT INTO s_facts SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
+            f"INSERT INTO {into} SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
             f"{den}, {vals} FROM _units GROUP BY patient_id, period"
         )
 

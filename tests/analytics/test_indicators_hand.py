@@ -365,6 +365,31 @@ def test_hearts_states_change_when_only_the_reference_day_moves(tmp_path: Path) 
         assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
 
 
+def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
+    # A visit recorded against the wrong patient is corrected: both patients change.
+    c = County()
+    for pid in ("m1", "m2"):
+        c.patient(pid, "1960-01-01")
+        c.episode(pid, "htn-management", "2020-01-01")
+    c.visit("m1", "2026-04-01", (150, 95))
+    enc = c.visit("m1", "2026-05-01", (120, 80))
+    base = c.write(tmp_path / "base")
+    day = County()
+    wrong = next(r for r in c.res if r["id"] == enc)
+    day.res = [dict(wrong, subject={"reference": "Patient/m2"})]
+    new = day.write(tmp_path / "new")
+    with IndicatorStore() as inc:
+        inc.load([base], [2026], as_of=date(2026, 6, 30))
+        info = inc.refresh([new])
+        assert (info["mode"], info["patients"]) == ("incremental", 2)
+        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        visits = inc.con.execute("SELECT patient_id FROM d_visit ORDER BY day").fetchall()
+        assert visits == [("m1",), ("m2",)]
+    with IndicatorStore() as full:
+        full.load([base, new], [2026], as_of=date(2026, 6, 30))
+        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+
+
 def test_contract_coverage_key_groups(tmp_path: Path) -> None:
     c = County()
     c.patient("a65", "1961-12-31")  # 65 on 31 Dec 2026: in the 65+ group

@@ -142,21 +142,12 @@ class IndicatorStore:
 
     def _refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
         touched_views = self._stage(input_files(inputs))
-        pk = [n for n in touched_views if self._patient_keyed(n)]
-        parts = [f"SELECT patient_id FROM n_{n}" for n in pk]
-        # A resource moved to another patient touches the old patient too.
-        parts += [f"SELECT patient_id FROM v_{n} WHERE id IN (SELECT id FROM n_{n})" for n in pk]
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT patient_id FROM ("
-            + (" UNION ALL ".join(parts) or "SELECT '' AS patient_id WHERE FALSE")
-            + ")"
-        )
+        self._upsert_and_slice(touched_views)
         # The strata the touched patients' current facts were counted under.
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _old_dim AS SELECT * FROM main.d_dim "
             "WHERE patient_id IN (SELECT patient_id FROM touched)"
         )
-        self._upsert()
         old_periods = self._periods_snapshot()
         self._write_periods()
         dims_changed = any(n in derived.DIMENSION_VIEWS for n in touched_views)
@@ -167,7 +158,6 @@ class IndicatorStore:
             return {"mode": "full", "patients": None}
         if not self._has_table("s_cells"):  # a store written before cells were kept
             cells.rebuild(self)
-        self._sliced = False
         self._derive_patients(touched=True)
         scopes = [FactScope(self.catalogue, "touched")]
         # The reference day moved: the as_of indicators (HEARTS) change in the periods
@@ -291,8 +281,76 @@ class IndicatorStore:
                 return None
         return merged if isinstance(merged, dict) else None
 
-    def _upsert(self) -> None:
-        for name in self.views:
+    def _upsert_and_slice(self, staged: list[str]) -> None:
+        """Upsert the staged rows (``n_<view>``), find the ``touched`` patients and copy
+        their rows into ``t_<view>``, reading each patient-keyed view table once: its rows
+        of the patients with new rows or replaced by a new row are copied with their row
+        ids, which give both the rows to delete and the slice."""
+        keyed = [n for n in self.views if self._patient_keyed(n)]
+        new = [n for n in keyed if n in staged]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _new_patients AS SELECT DISTINCT patient_id FROM ("
+            + " UNION ALL ".join(
+                [f"SELECT patient_id FROM n_{n}" for n in new]
+                or ["SELECT '' AS patient_id WHERE FALSE"]
+            )
+            + ")"
+        )
+        for name in keyed:
+            self._hit_rows(name, "_new_patients", replaced=name in new)
+        # A resource moved to another patient touches the old patient too.
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT patient_id FROM _new_patients "
+            + "".join(f"UNION SELECT patient_id FROM _hit_{n} WHERE replaced " for n in new)
+        )
+        if self._count("touched") > self._count("_new_patients"):  # rare: a second pass
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _old_patients AS SELECT patient_id FROM touched "
+                "EXCEPT SELECT patient_id FROM _new_patients"
+            )
+            for name in keyed:
+                self._add_hit_rows(name, "_old_patients")
+            self.con.execute("DROP TABLE _old_patients")
+        for name in keyed:
+            if name in new:
+                self.con.execute(
+                    f"DELETE FROM v_{name} WHERE rowid IN "
+                    f"(SELECT view_row FROM _hit_{name} WHERE replaced)"
+                )
+                self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * EXCLUDE (view_row, replaced) "
+                f"FROM _hit_{name} WHERE NOT replaced"
+                + (f" UNION ALL SELECT * FROM n_{name}" if name in new else "")
+            )
+            self.con.execute(f"DROP TABLE _hit_{name}")
+        self._sliced = True
+        self._upsert([n for n in self.views if n not in keyed])
+        for name in keyed:
+            self.con.execute(f"DROP TABLE n_{name}")
+        self.con.execute("DROP TABLE _new_patients")
+
+    def _hit_rows(self, name: str, patients: str, replaced: bool) -> None:
+        """``_hit_<name>``: the rows of ``v_<name>`` of the patients in the table
+        ``patients`` or (if ``replaced``) with the id of a staged row, with their row id
+        and whether a staged row replaces them."""
+        is_replaced = f"coalesce(id IN (SELECT id FROM n_{name}), FALSE)" if replaced else "FALSE"
+        self.con.execute(
+            f"CREATE TEMP TABLE _hit_{name} AS SELECT * FROM ("
+            f"SELECT rowid AS view_row, {is_replaced} AS replaced, * FROM main.v_{name}) "
+            f"WHERE replaced OR patient_id IN (SELECT patient_id FROM {patients})"
+        )
+
+    def _add_hit_rows(self, name: str, patients: str) -> None:
+        """Add to ``_hit_<name>`` the rows of the patients in ``patients`` it lacks."""
+        self.con.execute(
+            f"INSERT INTO _hit_{name} SELECT rowid, FALSE, * FROM main.v_{name} "
+            f"WHERE patient_id IN (SELECT patient_id FROM {patients}) "
+            f"AND rowid NOT IN (SELECT view_row FROM _hit_{name})"
+        )
+
+    def _upsert(self, names: Iterable[str] | None = None) -> None:
+        for name in self.views if names is None else names:
             self.con.execute(f"DELETE FROM v_{name} WHERE id IN (SELECT id FROM n_{name})")
             self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
             self.con.execute(f"DROP TABLE n_{name}")

@@ -104,7 +104,6 @@ class IndicatorStore:
         for macro in derived.MACROS:
             self.con.execute(macro)
         self.params = params or {}
-        self._sliced = False  # the touched patients' view rows are in t_<view> tables
         if self._has_table("s_meta"):
             self.params = {**json.loads(self._meta("params") or "{}"), **(params or {})}
 
@@ -324,7 +323,6 @@ class IndicatorStore:
                 + (f" UNION ALL SELECT * FROM n_{name}" if name in new else "")
             )
             self.con.execute(f"DROP TABLE _hit_{name}")
-        self._sliced = True
         self._upsert([n for n in self.views if n not in keyed])
         for name in keyed:
             self.con.execute(f"DROP TABLE n_{name}")
@@ -381,23 +379,16 @@ class IndicatorStore:
         to the patients in the table ``patients`` (``touched`` during an incremental
         refresh), or not limited (None).
 
-        The touched patients' view rows are copied once per refresh into small temporary
-        tables (``t_<view>``): the derived tables and every indicator's units query then
-        read those instead of each scanning the county's full view tables again."""
+        The touched patients' view rows were copied into small temporary tables
+        (``t_<view>``, by :meth:`_upsert_and_slice`): the derived tables and every
+        indicator's units query read those instead of each scanning the county's full view
+        tables again."""
         only = f" WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
-        touched = patients == "touched"
         for name in self.views:
             source = f"main.v_{name}"
-            if touched and self._patient_keyed(name):
-                if not self._sliced:
-                    self.con.execute(
-                        f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * FROM {source}{only}"
-                    )
-                source = f"t_{name}"
-            elif patients and self._patient_keyed(name):
-                source += only  # a few patients, read once: no copy
+            if patients and self._patient_keyed(name):
+                source = f"t_{name}" if patients == "touched" else source + only
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
-        self._sliced = self._sliced or touched
         for name in derived.DIMENSION_TABLES:
             if self._has_table(f"d_{name}"):
                 self.con.execute(
@@ -405,9 +396,11 @@ class IndicatorStore:
                 )
         for name in derived.PATIENT_TABLES:
             if self._has_table(f"d_{name}"):
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}{only}"
-                )
+                self._bind_derived(name, patients)
+
+    def _bind_derived(self, name: str, patients: str | None) -> None:
+        only = f" WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}{only}")
 
     # --- derived tables and facts ----------------------------------------------------------
     def _rebuild(self) -> None:
@@ -424,8 +417,9 @@ class IndicatorStore:
         cells.rebuild(self)
 
     def _derive_patients(self, touched: bool) -> None:
+        patients = "touched" if touched else None
+        self._bind(patients)
         for name, sql in derived.PATIENT_TABLES.items():
-            self._bind("touched" if touched else None)
             if not self._has_table(f"d_{name}"):
                 self.con.execute(f"CREATE TABLE d_{name} AS {sql}")
             else:
@@ -436,7 +430,7 @@ class IndicatorStore:
                 else:
                     self.con.execute(f"DELETE FROM d_{name}")
                 self.con.execute(f"INSERT INTO d_{name} {sql}")
-        self._bind("touched" if touched else None)
+            self._bind_derived(name, patients)  # the later tables read it (dim reads mgmt)
 
     def indicator_params(self, ind: Indicator) -> dict[str, Any]:
         """Overrides for ``ind``: ``params[<indicator id>]`` or a bare parameter name."""

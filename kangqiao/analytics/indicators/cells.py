@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
 UNKNOWN = "?"
 KEY = ("indicator_id", "period", "township_id", "village_id", "doctor_id", "sex", "age_band")
-TABLE = (
-    "CREATE OR REPLACE TABLE s_cells (indicator_id VARCHAR, period VARCHAR, "
-    "township_id VARCHAR, village_id VARCHAR, doctor_id VARCHAR, sex VARCHAR, "
-    "age_band VARCHAR, n BIGINT, num DOUBLE, den DOUBLE, vals DOUBLE[])"
+SUMS = (
+    "indicator_id VARCHAR, period VARCHAR, township_id VARCHAR, village_id VARCHAR, "
+    "doctor_id VARCHAR, sex VARCHAR, age_band VARCHAR, n BIGINT, num DOUBLE, den DOUBLE"
 )
+TABLE = f"CREATE OR REPLACE TABLE s_cells ({SUMS}, vals DOUBLE[])"
 
 
 def cells_sql(
@@ -67,10 +67,10 @@ class Delta:
     def __init__(self, store: IndicatorStore) -> None:
         self.con = store.con
         self.medians: set[str] = {i.id for i in store.catalogue if i.value is not None}
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _delta AS SELECT * EXCLUDE (vals) FROM s_cells "
-            "WHERE FALSE"
-        )
+        # Declared, not ``AS SELECT ... WHERE FALSE``: DuckDB 2.0.0 loses a first INSERT
+        # of a row group or more (122,880 rows) into a table created empty by CREATE AS
+        # in the same transaction (scans and aggregates see no rows, count(*) sees them).
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _delta ({SUMS})")
         # (indicator, period) of the median indicators whose facts changed.
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _median_changed (indicator_id VARCHAR, period VARCHAR)"

@@ -144,7 +144,7 @@ class IndicatorStore:
         self._upsert_and_slice(touched_views)
         # The strata the touched patients' current facts were counted under.
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _old_dim AS SELECT * FROM main.d_dim "
+            "CREATE OR REPLACE TEMP TABLE _touched_dim AS SELECT * FROM main.d_dim "
             "WHERE patient_id IN (SELECT patient_id FROM touched)"
         )
         old_periods = self._periods_snapshot()
@@ -165,16 +165,19 @@ class IndicatorStore:
         moved = self._moved_reference_days(old_periods)
         as_of = tuple(i for i in self.catalogue if i.as_of)
         redone = 0
+        old_dim = "SELECT * FROM _touched_dim"
         if moved and as_of:
             redone = self._find_as_of_patients(as_of, moved)
+            scopes.append(FactScope(as_of, "_as_of_patients", tuple(sorted(moved))))
             # Their strata did not change (they are not touched): count them as they are.
-            self.con.execute(
-                "INSERT INTO _old_dim SELECT * FROM main.d_dim "
+            old_dim += (
+                " UNION ALL SELECT * FROM main.d_dim "
                 "WHERE patient_id IN (SELECT patient_id FROM _as_of_patients)"
             )
-            scopes.append(FactScope(as_of, "_as_of_patients", tuple(sorted(moved))))
+        # One CREATE AS, not CREATE then INSERT: see cells.Delta on a DuckDB bug.
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _old_dim AS {old_dim}")
         self._replace_facts(scopes, old_dim="_old_dim")
-        for table in ("_old_dim", "_as_of_patients"):
+        for table in ("_touched_dim", "_old_dim", "_as_of_patients"):
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
         return {
             "mode": "incremental",
@@ -302,13 +305,14 @@ class IndicatorStore:
             "CREATE OR REPLACE TEMP TABLE touched AS SELECT patient_id FROM _new_patients "
             + "".join(f"UNION SELECT patient_id FROM _hit_{n} WHERE replaced " for n in new)
         )
-        if self._count("touched") > self._count("_new_patients"):  # rare: a second pass
+        more = self._count("touched") > self._count("_new_patients")
+        if more:  # rare: a second pass for the patients a resource moved away from
             self.con.execute(
                 "CREATE OR REPLACE TEMP TABLE _old_patients AS SELECT patient_id FROM touched "
                 "EXCEPT SELECT patient_id FROM _new_patients"
             )
             for name in keyed:
-                self._add_hit_rows(name, "_old_patients")
+                self._more_rows(name, "_old_patients")
             self.con.execute("DROP TABLE _old_patients")
         for name in keyed:
             if name in new:
@@ -320,9 +324,11 @@ class IndicatorStore:
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * EXCLUDE (view_row, replaced) "
                 f"FROM _hit_{name} WHERE NOT replaced"
+                + (f" UNION ALL SELECT * FROM _more_{name}" if more else "")
                 + (f" UNION ALL SELECT * FROM n_{name}" if name in new else "")
             )
             self.con.execute(f"DROP TABLE _hit_{name}")
+            self.con.execute(f"DROP TABLE IF EXISTS _more_{name}")
         self._upsert([n for n in self.views if n not in keyed])
         for name in keyed:
             self.con.execute(f"DROP TABLE n_{name}")
@@ -339,10 +345,12 @@ class IndicatorStore:
             f"WHERE replaced OR patient_id IN (SELECT patient_id FROM {patients})"
         )
 
-    def _add_hit_rows(self, name: str, patients: str) -> None:
-        """Add to ``_hit_<name>`` the rows of the patients in ``patients`` it lacks."""
+    def _more_rows(self, name: str, patients: str) -> None:
+        """``_more_<name>``: the rows of ``v_<name>`` of the patients in ``patients`` that
+        ``_hit_<name>`` lacks. A table of its own, not an INSERT into ``_hit_<name>``: see
+        cells.Delta on a DuckDB bug."""
         self.con.execute(
-            f"INSERT INTO _hit_{name} SELECT rowid, FALSE, * FROM main.v_{name} "
+            f"CREATE TEMP TABLE _more_{name} AS SELECT * FROM main.v_{name} "
             f"WHERE patient_id IN (SELECT patient_id FROM {patients}) "
             f"AND rowid NOT IN (SELECT view_row FROM _hit_{name})"
         )

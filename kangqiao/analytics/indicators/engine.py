@@ -493,7 +493,8 @@ class IndicatorStore:
         if periods is not None:
             only = " AND period IN (" + ", ".join(_sql_str(p) for p in periods) + ")"
         # Indicators with the same units (the five HEARTS states, the contract key
-        # groups) share one evaluation of the units query.
+        # groups) share one evaluation of the units query, kept in _units; one INSERT per
+        # group (a refresh runs ~300 statements, each with a fixed cost).
         groups: dict[tuple[str, tuple[str, ...]], list[Indicator]] = {}
         for ind in indicators:
             units = ind.render(ind.units, self.indicator_params(ind))
@@ -504,12 +505,16 @@ class IndicatorStore:
                 "CREATE OR REPLACE TEMP VIEW periods AS "
                 f"SELECT * FROM main.s_periods WHERE kind IN ({listed}){only}"
             )
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
-            for ind in members:
-                self.con.execute(self._fact_sql(ind, into))
+            source = f"({units}) AS _units"
+            if len(members) > 1:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
+                source = "_units"
+            selects = " UNION ALL ".join(self._fact_sql(ind, source) for ind in members)
+            self.con.execute(f"INSERT INTO {into} {selects}")
         self.con.execute("DROP TABLE IF EXISTS _units")
 
-    def _fact_sql(self, ind: Indicator, into: str) -> str:
+    def _fact_sql(self, ind: Indicator, units: str) -> str:
+        """The facts of ``ind`` from its ``units`` rows: one per patient and period."""
         p = self.indicator_params(ind)
         num = f"coalesce(CAST(({ind.render(ind.numerator, p)}) AS DOUBLE), 0)"
         den = (
@@ -523,8 +528,8 @@ class IndicatorStore:
         else:
             vals = "NULL::DOUBLE[]"
         return (
-            f"INSERT INTO {into} SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
-            f"{den}, {vals} FROM _units GROUP BY patient_id, period"
+            f"SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
+            f"{den}, {vals} FROM {units} GROUP BY patient_id, period"
         )
 
     # --- periods and the reference day -----------------------------------------------------

@@ -193,6 +193,7 @@ def main() -> None:
             inc, inc_cpu = time.perf_counter() - t, time.process_time() - cpu
         print(
             f"incremental ({n_new:,} new resources, {info['patients']} patients, "
+            f"HEARTS redone for {info.get('as_of_patients')} more, "
             f"mode {info['mode']}): {inc:.2f} s (CPU {inc_cpu:.2f} s; refresh {t_refresh:.2f} s, "
             f"aggregate {inc - t_refresh:.2f} s; opening the store {t_open:.2f} s more), "
             f"{len(rows):,} rows, load average {_load()}"

@@ -64,6 +64,10 @@ def test_malformed_catalogue_entries_are_rejected() -> None:
         parse_indicator({**raw, "views": ["nope"]})
     with pytest.raises(CatalogueError, match="parameter"):
         parse_indicator({**raw, "numerator": "${missing}"}).render("${missing}")
+    hearts = orjson.loads((CATALOGUE_DIR / "hearts-controlled.json").read_bytes())
+    for dates in (None, {"query": "SELECT 1"}, {"query": "SELECT 1", "months": [-3]}):
+        with pytest.raises(CatalogueError, match="as_of_dates"):
+            parse_indicator({**hearts, "as_of_dates": dates})
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])

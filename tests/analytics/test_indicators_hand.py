@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kangqiao.analytics.indicators import compute_indicators
+from kangqiao.analytics.indicators import STRATA, IndicatorStore, compute_indicators
 from kangqiao.analytics.indicators.aggregate import is_suppressed
 
 KQ = "https://kangqiao.example/fhir/"
@@ -300,6 +300,94 @@ def test_hearts_cohort(chronic: dict[str, dict[str, Any]]) -> None:
         "lost-to-follow-up": 1,
     }
     assert {chronic[f"hearts-{k}"]["denominator"] for k in counts} == {8}
+
+
+HEARTS = ("controlled", "uncontrolled", "visit-no-bp", "missed-visit", "lost-to-follow-up")
+
+
+def _hearts(store: IndicatorStore, period: str) -> dict[str, tuple[Any, Any]]:
+    rows = county_rows(store.results(("county",), suppress_below=0), period)
+    return {k: nd(rows[f"hearts-{k}"]) for k in HEARTS if f"hearts-{k}" in rows}
+
+
+def test_hearts_states_change_when_only_the_reference_day_moves(tmp_path: Path) -> None:
+    # The base data end on 10 June (z's visit), the new day's data on 20 June: another
+    # visit of z. No new data of a-e, yet a-d change state because the reference day
+    # moved from 10 to 20 June (3 months before: 10 to 20 March; 12: 10 to 20 June 2025).
+    c = County()
+    c.patient("z", "1970-01-01")
+    c.visit("z", "2026-06-10", disease="dm")
+    c.patient("a", "1970-01-01")  # registered 15 March: 3 months on 20 June, not on 10 June
+    c.episode("a", "htn-management", "2026-03-15")
+    c.visit("a", "2026-05-01", (120, 80))
+    c.patient("b", "1970-01-01")  # seen 15 March: within 3 months of 10 June, not 20 June
+    c.episode("b", "htn-management", "2020-01-01")
+    c.visit("b", "2025-12-01", (150, 95))
+    c.visit("b", "2026-03-15", (120, 80))
+    c.patient("c", "1970-01-01")  # seen 15 June 2025: within 12 months of 10 June only
+    c.episode("c", "htn-management", "2020-01-01")
+    c.visit("c", "2025-06-15", (120, 80))
+    c.patient("d", "1970-01-01")  # management ended 15 June: in the cohort on 10 June only
+    c.episode("d", "htn-management", "2020-01-01", "2026-06-15")
+    c.visit("d", "2026-05-01", (120, 80))
+    c.patient("e", "1970-01-01")  # nothing near either day: the same state
+    c.episode("e", "htn-management", "2020-01-01")
+    c.visit("e", "2026-05-01", (150, 95))
+    base = c.write(tmp_path / "base")
+    day = County()
+    day.res = []  # only the new visit (no organisations: they would force a full rebuild)
+    day.visit("z", "2026-06-20", disease="dm")
+    new = day.write(tmp_path / "new")
+
+    with IndicatorStore(tmp_path / "state.duckdb") as inc:
+        inc.load([base], [2026])
+        assert _hearts(inc, "2026-06") == {
+            "controlled": (2, 4),  # b, d
+            "uncontrolled": (1, 4),  # e
+            "visit-no-bp": (0, 4),
+            "missed-visit": (1, 4),  # c
+            "lost-to-follow-up": (0, 4),
+        }
+        info = inc.refresh([new])
+        assert info["mode"] == "incremental" and info["patients"] == 1  # z
+        assert info["as_of_patients"] == 4  # a-d, not e
+        for period in ("2026", "2026-06"):
+            assert _hearts(inc, period) == {
+                "controlled": (1, 4),  # a
+                "uncontrolled": (1, 4),  # e
+                "visit-no-bp": (0, 4),
+                "missed-visit": (1, 4),  # b
+                "lost-to-follow-up": (1, 4),  # c
+            }
+        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+    with IndicatorStore() as full:
+        full.load([base, new], [2026])
+        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+
+
+def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
+    # A visit recorded against the wrong patient is corrected: both patients change.
+    c = County()
+    for pid in ("m1", "m2"):
+        c.patient(pid, "1960-01-01")
+        c.episode(pid, "htn-management", "2020-01-01")
+    c.visit("m1", "2026-04-01", (150, 95))
+    enc = c.visit("m1", "2026-05-01", (120, 80))
+    base = c.write(tmp_path / "base")
+    day = County()
+    wrong = next(r for r in c.res if r["id"] == enc)
+    day.res = [dict(wrong, subject={"reference": "Patient/m2"})]
+    new = day.write(tmp_path / "new")
+    with IndicatorStore() as inc:
+        inc.load([base], [2026], as_of=date(2026, 6, 30))
+        info = inc.refresh([new])
+        assert (info["mode"], info["patients"]) == ("incremental", 2)
+        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        visits = inc.con.execute("SELECT patient_id FROM d_visit ORDER BY day").fetchall()
+        assert visits == [("m1",), ("m2",)]
+    with IndicatorStore() as full:
+        full.load([base, new], [2026], as_of=date(2026, 6, 30))
+        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
 
 
 def test_contract_coverage_key_groups(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from kangqiao.analytics.indicators import IndicatorStore, cells, load_catalogue
+from kangqiao.analytics.indicators.engine import FACT_COLUMNS
 from kangqiao.chronic.rules import (
     BloodPressure,
     Disease,
@@ -252,12 +253,52 @@ def test_incremental_refresh_equals_full_recompute(county: Path, tmp_path: Path)
         info = inc.refresh([new])
         assert info["mode"] == "incremental"
         assert 0 < info["patients"] < 500
+        # HEARTS redone for the patients with a date near the old or the new reference day
+        # only, not for all the managed patients.
+        assert 0 < info["as_of_patients"] < 100
         got = _normalised(inc.results(STRATA, suppress_below=0))
         # The cells kept by deltas are the ones a recompute from the facts gives.
         kept = _cells(inc, "SELECT * FROM s_cells")
         assert kept == _cells(inc, cells.cells_sql())
         assert len(kept) > 1000
     assert got == expected
+
+
+def test_cell_deltas_of_more_than_a_row_group(tmp_path: Path) -> None:
+    """A refresh of a large county subtracts and adds more cells than one DuckDB row group
+    (122,880 rows) in its transaction: every one of them must reach the kept cells
+    (DuckDB 2.0.0 hides a first large INSERT into a table created empty by CREATE AS,
+    which is how the delta was once kept)."""
+    n = 130_000
+    with IndicatorStore(tmp_path / "state.duckdb") as s:
+        con = s.con
+        con.execute(
+            "CREATE TABLE s_periods AS SELECT '2026' AS period, 'year' AS kind, "
+            "DATE '2026-01-01' AS start_date, DATE '2026-12-31' AS end_date, "
+            "DATE '2026-12-31' AS as_of"
+        )
+        con.execute(  # one doctor per patient: one cell per patient
+            "CREATE TABLE d_dim AS SELECT 'p' || i AS patient_id, 'female' AS gender, "
+            "DATE '1970-01-01' AS birth_date, TRUE AS is_resident, 't' AS township_id, "
+            f"'v' AS village_id, 'd' || i AS doctor_id FROM range({n}) r(i)"
+        )
+        con.execute(f"CREATE TABLE s_facts ({FACT_COLUMNS})")
+        con.execute(
+            f"INSERT INTO s_facts SELECT 'x', 'p' || i, '2026', 1, 1, NULL FROM range({n}) r(i)"
+        )
+        cells.rebuild(s)
+        con.execute("BEGIN TRANSACTION")
+        con.execute("CREATE TEMP TABLE _old AS SELECT * FROM s_facts")
+        con.execute("CREATE TEMP TABLE _new AS SELECT * REPLACE (0.0 AS num) FROM s_facts")
+        delta = cells.Delta(s)
+        delta.record("_old", -1)
+        delta.record("_new", 1)
+        con.execute("DELETE FROM s_facts")
+        con.execute("INSERT INTO s_facts SELECT * FROM _new")
+        delta.apply()
+        con.execute("COMMIT")
+        kept = con.execute("SELECT count(*), sum(n), sum(num) FROM s_cells").fetchone()
+        assert kept == (n, n, 0)
 
 
 def _cells(store: IndicatorStore, sql: str) -> list[tuple[Any, ...]]:

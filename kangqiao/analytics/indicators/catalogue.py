@@ -5,6 +5,14 @@ tables returns one row per counted unit (a managed patient, an encounter, a test
 referral) with ``patient_id`` and ``period``; ``numerator`` and ``denominator`` are SQL
 expressions over that row (booleans count 1, numbers add up); ``value`` feeds a median.
 ``${name}`` placeholders take the indicator's ``parameters`` (overridable per run).
+
+An ``as_of`` indicator (HEARTS) depends on the reference day D, not only on the period:
+it must declare ``as_of_dates``, a ``query`` returning ``(patient_id, day)`` for every
+date its state is computed from and the ``months`` k such that the units query compares
+those dates only with D - k months (``<``, ``<=``, ``>`` or ``>=``). As D - k months is
+monotone in D, when D moves from a to b the comparisons of a date x can only change if
+x lies between a - k and b - k months for some k; a patient with no such date keeps the
+same units, so a refresh recomputes only the patients with one.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ class Indicator:
     stratifiers: tuple[str, ...]
     period_types: tuple[str, ...]
     as_of: bool  # depends on the reference day (HEARTS): recomputed when that moves
+    as_of_dates: str | None  # (patient_id, day) the state depends on, relative to ...
+    as_of_months: tuple[int, ...]  # ... the reference day minus these months
     target: dict[str, Any] | None
     source: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
@@ -115,6 +125,7 @@ def parse_indicator(raw: dict[str, Any], where: str = "<dict>") -> Indicator:
     for view in raw["views"]:
         if not (VIEWS_DIR / f"{view}.json").exists():
             raise CatalogueError(f"{where}: no view {view!r} in {VIEWS_DIR}")
+    as_of_dates, as_of_months = _as_of_dates(raw, where)
     den = raw.get("denominator")
     return Indicator(
         id=str(raw["id"]),
@@ -132,10 +143,31 @@ def parse_indicator(raw: dict[str, Any], where: str = "<dict>") -> Indicator:
         stratifiers=tuple(raw.get("stratifiers", STRATA)),
         period_types=tuple(raw["period_types"]),
         as_of=bool(raw.get("as_of", False)),
+        as_of_dates=as_of_dates,
+        as_of_months=as_of_months,
         target=raw.get("target"),
         source=dict(raw["source"]),
         raw=raw,
     )
+
+
+def _as_of_dates(raw: dict[str, Any], where: str) -> tuple[str | None, tuple[int, ...]]:
+    """The declared dates of an ``as_of`` indicator (see the module's docstring)."""
+    if not raw.get("as_of", False):
+        return None, ()
+    spec = raw.get("as_of_dates")
+    months = spec.get("months") if isinstance(spec, dict) else None
+    if (
+        not isinstance(spec, dict)
+        or not spec.get("query")
+        or not isinstance(months, list)
+        or not months
+        or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in months)
+    ):
+        raise CatalogueError(
+            f"{where}: an as_of indicator needs as_of_dates: a query and months (integers >= 0)"
+        )
+    return _text(spec["query"]), tuple(sorted(set(months)))
 
 
 @cache
@@ -165,5 +197,7 @@ _NAME = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", re.IGNORECASE)
 
 
 def tables_read(indicator: Indicator) -> set[str]:
-    """Relation names the units query reads (for the catalogue's consistency test)."""
-    return {m.group(1) for m in _NAME.finditer(indicator.units)} - {"periods"}
+    """Relation names the units and as_of dates queries read (for the catalogue's
+    consistency test)."""
+    sql = indicator.units + "\n" + (indicator.as_of_dates or "")
+    return {m.group(1) for m in _NAME.finditer(sql)} - {"periods"}

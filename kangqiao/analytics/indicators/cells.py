@@ -32,9 +32,9 @@ TABLE = (
 )
 
 
-def cells_sql(where: str = "TRUE", dim: str = "d_dim", sign: int = 1) -> str:
-    """Facts matching ``where`` summed per cell, with the strata of ``dim``; ``sign`` -1
-    gives the contribution to subtract."""
+def strata_sql(facts: str = "s_facts", where: str = "TRUE", dim: str = "d_dim") -> str:
+    """Each fact of the table ``facts`` matching ``where`` with the strata of its cell
+    (those of ``dim``)."""
     return f"""
         SELECT f.indicator_id, f.period,
             coalesce(d.township_id, '{UNKNOWN}') AS township_id,
@@ -42,11 +42,19 @@ def cells_sql(where: str = "TRUE", dim: str = "d_dim", sign: int = 1) -> str:
             coalesce(d.doctor_id, '{UNKNOWN}') AS doctor_id,
             coalesce(d.gender, '{UNKNOWN}') AS sex,
             coalesce(age_band(age_on(d.birth_date, p.end_date)), '{UNKNOWN}') AS age_band,
-            {sign} * count(*) AS n, {sign} * sum(f.num) AS num, {sign} * sum(f.den) AS den,
-            flatten(list(f.vals) FILTER (WHERE f.vals IS NOT NULL)) AS vals
-        FROM (SELECT * FROM s_facts WHERE {where}) f
+            f.num, f.den, f.vals
+        FROM (SELECT * FROM {facts} WHERE {where}) f
         JOIN s_periods p ON p.period = f.period
-        LEFT JOIN {dim} d ON d.patient_id = f.patient_id
+        LEFT JOIN {dim} d ON d.patient_id = f.patient_id"""
+
+
+def cells_sql(where: str = "TRUE", dim: str = "d_dim", facts: str = "s_facts") -> str:
+    """Facts of the table ``facts`` matching ``where`` summed per cell, with the strata of
+    ``dim``."""
+    return f"""
+        SELECT {", ".join(KEY)}, count(*) AS n, sum(num) AS num, sum(den) AS den,
+            flatten(list(vals) FILTER (WHERE vals IS NOT NULL)) AS vals
+        FROM ({strata_sql(facts, where, dim)})
         GROUP BY ALL"""
 
 
@@ -55,58 +63,82 @@ def rebuild(store: IndicatorStore) -> None:
     store.con.execute(f"INSERT INTO s_cells {cells_sql()}")
 
 
-def recompute(store: IndicatorStore, where: str) -> None:
-    """Replace the cells matching ``where`` (on ``indicator_id`` and ``period`` only) from
-    their facts: cheaper than deltas when every patient's facts changed (HEARTS after the
-    reference day moved)."""
-    store.con.execute(f"DELETE FROM s_cells WHERE {where}")
-    store.con.execute(f"INSERT INTO s_cells {cells_sql(where)}")
-
-
 def _in(ids: Sequence[str]) -> str:
     return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
 
 
 class Delta:
-    """Collects the change of the cells while facts of ``indicators`` are replaced."""
+    """Collects the change of the cells while facts are replaced: the facts to subtract
+    and to add are summed per cell in one pass when the delta is applied."""
 
     def __init__(self, store: IndicatorStore) -> None:
         self.con = store.con
         self.medians: set[str] = {i.id for i in store.catalogue if i.value is not None}
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _delta AS SELECT * EXCLUDE (vals) FROM s_cells "
-            "WHERE FALSE"
-        )
+        self._signed: list[str] = []  # the facts with their strata and sign
+        self._tables: list[str] = []
 
-    def record(self, where: str, sign: int, dim: str = "d_dim") -> None:
-        """Add (``sign`` 1) or subtract (-1) the facts matching ``where``."""
-        skip = f" AND indicator_id NOT IN ({_in(sorted(self.medians))})" if self.medians else ""
-        summed = cells_sql(where + skip, dim, sign)
-        self.con.execute(f"INSERT INTO _delta SELECT * EXCLUDE (vals) FROM ({summed})")
+    def record(self, facts: str, sign: int, dim: str = "d_dim") -> None:
+        """Add (``sign`` 1) or subtract (-1) the facts in the table ``facts`` (read when
+        the delta is applied) with the strata of ``dim``."""
+        rows = strata_sql(facts, f"NOT ({self._medians_sql()})", dim)
+        self._signed.append(f"SELECT *, {int(sign)} AS sign FROM ({rows})")
+        self._tables.append(facts)
 
-    def apply(self, indicators: Sequence[str]) -> None:
-        """Merge the delta into ``s_cells``; recompute the median indicators' cells."""
-        on = " AND ".join(f"s.{k} = d.{k}" for k in KEY)
+    def _medians_sql(self) -> str:
+        return f"indicator_id IN ({_in(sorted(self.medians))})" if self.medians else "FALSE"
+
+    def apply(self) -> None:
+        """Merge the delta into ``s_cells``; recompute the median indicators' cells of the
+        periods whose facts changed."""
+        if not self._signed:
+            return
         keys = ", ".join(KEY)
         con = self.con
+        # One CREATE AS (not CREATE then INSERT: DuckDB 2.0.0 hides a first INSERT of a
+        # row group or more, 122,880 rows, into a table created empty in the transaction).
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _delta_sum AS SELECT {keys}, sum(n) AS n, "
-            f"sum(num) AS num, sum(den) AS den FROM _delta GROUP BY ALL"
+            f"CREATE OR REPLACE TEMP TABLE _delta_sum AS SELECT {keys}, sum(sign) AS n, "
+            f"sum(sign * num) AS num, sum(sign * den) AS den "
+            f"FROM ({' UNION ALL '.join(self._signed)}) GROUP BY ALL"
+        )
+        self._merge(keys)
+        self._recompute_medians()
+        con.execute("DROP TABLE _delta_sum")
+
+    def _merge(self, keys: str) -> None:
+        """Add ``_delta_sum`` to the cells: one join gives the new sums and the old rows."""
+        on = " AND ".join(f"s.{k} = d.{k}" for k in KEY)
+        con = self.con
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _merged AS SELECT s.rowid AS cell_row, "
+            f"{', '.join(f'd.{k}' for k in KEY)}, coalesce(s.n, 0) + d.n AS n, "
+            + ", ".join(
+                f"CASE WHEN s.{c} IS NULL THEN d.{c} WHEN d.{c} IS NULL THEN s.{c} "
+                f"ELSE s.{c} + d.{c} END AS {c}"
+                for c in ("num", "den")
+            )
+            + f" FROM _delta_sum d LEFT JOIN s_cells s ON {on}"
         )
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _merged AS SELECT {keys}, sum(n) AS n, "
-            f"sum(num) AS num, sum(den) AS den, NULL::DOUBLE[] AS vals FROM ("
-            f"SELECT s.{', s.'.join(KEY)}, s.n, s.num, s.den FROM s_cells s "
-            f"SEMI JOIN _delta_sum d ON {on} "
-            f"UNION ALL SELECT * FROM _delta_sum) GROUP BY ALL"
+            "DELETE FROM s_cells WHERE rowid IN "
+            "(SELECT cell_row FROM _merged WHERE cell_row IS NOT NULL)"
         )
-        con.execute(f"DELETE FROM s_cells s USING _delta_sum d WHERE {on}")
-        con.execute("INSERT INTO s_cells SELECT * FROM _merged WHERE n > 0")
-        medians = sorted(self.medians & set(indicators))
-        if medians:
-            listed = _in(medians)
-            con.execute(f"DELETE FROM s_cells WHERE indicator_id IN ({listed})")
-            fresh = cells_sql(f"indicator_id IN ({listed})")
-            con.execute(f"INSERT INTO s_cells {fresh}")
-        for t in ("_delta", "_delta_sum", "_merged"):
-            con.execute(f"DROP TABLE IF EXISTS {t}")
+        con.execute(
+            f"INSERT INTO s_cells SELECT {keys}, n, num, den, NULL::DOUBLE[] "
+            f"FROM _merged WHERE n > 0"
+        )
+        con.execute("DROP TABLE _merged")
+
+    def _recompute_medians(self) -> None:
+        """Medians cannot be subtracted: recompute the cells of the median indicators and
+        periods whose facts changed (few: one fact per referral or teleconsultation)."""
+        tables = " UNION ALL ".join(f"SELECT indicator_id, period FROM {t}" for t in self._tables)
+        changed = self.con.execute(
+            f"SELECT DISTINCT indicator_id, period FROM ({tables}) WHERE {self._medians_sql()}"
+        ).fetchall()
+        if changed:
+            which = " OR ".join(
+                f"(indicator_id = {_in([i])} AND period = {_in([p])})" for i, p in sorted(changed)
+            )
+            self.con.execute(f"DELETE FROM s_cells WHERE {which}")
+            self.con.execute(f"INSERT INTO s_cells {cells_sql(which)}")

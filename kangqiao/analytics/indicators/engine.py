@@ -19,8 +19,9 @@ small); the cells change by the difference of those patients' old and new facts,
 refresh re-sums every fact. Three things are global and trigger more work: a change of
 Organization or PractitionerRole (strata of everyone: full rebuild), a new month in the data (a new
 period: full rebuild) and a later reference day (the ``as_of`` indicators, HEARTS,
-are recomputed for all patients, in the periods whose reference day moved: the current
-month and year).
+are recomputed in the periods whose reference day moved, the current month and year, for
+the patients with a date the indicator declares near the old or new reference day: see
+:mod:`.catalogue`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,20 @@ from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, l
 from kangqiao.analytics.viewsql import merge_structures, read_json_sql
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+FACT_COLUMNS = (
+    "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
+    "vals DOUBLE[]"
+)
+
+
+@dataclass(frozen=True)
+class FactScope:
+    """Facts a refresh replaces: of ``indicators``, of the patients in the table
+    ``patients``, in ``periods`` (None: every period)."""
+
+    indicators: tuple[Indicator, ...]
+    patients: str
+    periods: tuple[str, ...] | None = None
 
 
 def input_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -88,7 +104,6 @@ class IndicatorStore:
         for macro in derived.MACROS:
             self.con.execute(macro)
         self.params = params or {}
-        self._sliced = False  # the touched patients' view rows are in t_<view> tables
         if self._has_table("s_meta"):
             self.params = {**json.loads(self._meta("params") or "{}"), **(params or {})}
 
@@ -126,21 +141,12 @@ class IndicatorStore:
 
     def _refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
         touched_views = self._stage(input_files(inputs))
-        pk = [n for n in touched_views if self._patient_keyed(n)]
-        parts = [f"SELECT patient_id FROM n_{n}" for n in pk]
-        # A resource moved to another patient touches the old patient too.
-        parts += [f"SELECT patient_id FROM v_{n} WHERE id IN (SELECT id FROM n_{n})" for n in pk]
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT patient_id FROM ("
-            + (" UNION ALL ".join(parts) or "SELECT '' AS patient_id WHERE FALSE")
-            + ")"
-        )
+        self._upsert_and_slice(touched_views)
         # The strata the touched patients' current facts were counted under.
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _old_dim AS SELECT * FROM main.d_dim "
+            "CREATE OR REPLACE TEMP TABLE _touched_dim AS SELECT * FROM main.d_dim "
             "WHERE patient_id IN (SELECT patient_id FROM touched)"
         )
-        self._upsert()
         old_periods = self._periods_snapshot()
         self._write_periods()
         dims_changed = any(n in derived.DIMENSION_VIEWS for n in touched_views)
@@ -151,22 +157,71 @@ class IndicatorStore:
             return {"mode": "full", "patients": None}
         if not self._has_table("s_cells"):  # a store written before cells were kept
             cells.rebuild(self)
-        delta = cells.Delta(self)
-        self._sliced = False
         self._derive_patients(touched=True)
-        self._facts(self.catalogue, touched=True, delta=delta, old_dim="_old_dim")
-        # The reference day moved: the as_of indicators (HEARTS) change for everyone, but
-        # only in the periods whose reference day moved (the current month and year).
-        moved = sorted({p[0] for p in set(self._periods_snapshot()) - set(old_periods)})
-        as_of = [i for i in self.catalogue if i.as_of]
-        if moved:
-            self._facts(as_of, touched=False, periods=moved)
-        delta.apply([i.id for i in self.catalogue])
+        scopes = [FactScope(self.catalogue, "touched")]
+        # The reference day moved: the as_of indicators (HEARTS) change in the periods
+        # whose reference day moved (the current month and year), for the patients with a
+        # date near the old or the new reference day.
+        moved = self._moved_reference_days(old_periods)
+        as_of = tuple(i for i in self.catalogue if i.as_of)
+        redone = 0
+        old_dim = "SELECT * FROM _touched_dim"
         if moved and as_of:
-            cells.recompute(self, f"indicator_id IN ({', '.join(_sql_str(i.id) for i in as_of)})"
-                            f" AND period IN ({', '.join(_sql_str(p) for p in moved)})")
-        self.con.execute("DROP TABLE IF EXISTS _old_dim")
-        return {"mode": "incremental", "patients": self._count("touched")}
+            redone = self._find_as_of_patients(as_of, moved)
+            scopes.append(FactScope(as_of, "_as_of_patients", tuple(sorted(moved))))
+            # Their strata did not change (they are not touched): count them as they are.
+            old_dim += (
+                " UNION ALL SELECT * FROM main.d_dim "
+                "WHERE patient_id IN (SELECT patient_id FROM _as_of_patients)"
+            )
+        # One CREATE AS, not CREATE then INSERT: see cells.Delta on a DuckDB bug.
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _old_dim AS {old_dim}")
+        self._replace_facts(scopes, old_dim="_old_dim")
+        for table in ("_touched_dim", "_old_dim", "_as_of_patients"):
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        return {
+            "mode": "incremental",
+            "patients": self._count("touched"),
+            "as_of_patients": redone,
+        }
+
+    def _moved_reference_days(
+        self, old_periods: list[tuple[Any, ...]]
+    ) -> dict[str, tuple[dt.date, dt.date]]:
+        """Period -> (old, new) reference day, for the periods whose reference day moved.
+        (A period that appeared or went triggers a full rebuild before this is asked.)"""
+        old_as_of = {p[0]: p[4] for p in old_periods}
+        return {
+            p[0]: (old_as_of[p[0]], p[4])
+            for p in self._periods_snapshot()
+            if p[0] in old_as_of and old_as_of[p[0]] != p[4]
+        }
+
+    def _find_as_of_patients(
+        self, indicators: Sequence[Indicator], moved: dict[str, tuple[dt.date, dt.date]]
+    ) -> int:
+        """``_as_of_patients``: the untouched patients whose ``indicators`` can change when
+        the reference days move as in ``moved``: those with a declared date between the old
+        and the new reference day minus one of the declared month offsets (closed bounds,
+        a superset; see :mod:`.catalogue`). Returns their number."""
+        self._bind(None)
+        shifts = sorted({tuple(sorted(days)) for days in moved.values()})
+        parts = set()
+        for ind in indicators:
+            assert ind.as_of_dates is not None  # the catalogue requires them
+            near = " OR ".join(
+                f"day BETWEEN DATE '{lo}' - INTERVAL {k} MONTH AND DATE '{hi}' - INTERVAL {k} MONTH"
+                for lo, hi in shifts
+                for k in ind.as_of_months
+            )
+            dates = ind.render(ind.as_of_dates, self.indicator_params(ind))
+            parts.add(f"SELECT patient_id FROM ({dates}) WHERE {near}")
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _as_of_patients AS SELECT DISTINCT patient_id FROM ("
+            + " UNION ALL ".join(sorted(parts))
+            + ") WHERE patient_id NOT IN (SELECT patient_id FROM touched)"
+        )
+        return self._count("_as_of_patients")
 
     def results(
         self,
@@ -228,8 +283,80 @@ class IndicatorStore:
                 return None
         return merged if isinstance(merged, dict) else None
 
-    def _upsert(self) -> None:
-        for name in self.views:
+    def _upsert_and_slice(self, staged: list[str]) -> None:
+        """Upsert the staged rows (``n_<view>``), find the ``touched`` patients and copy
+        their rows into ``t_<view>``, reading each patient-keyed view table once: its rows
+        of the patients with new rows or replaced by a new row are copied with their row
+        ids, which give both the rows to delete and the slice."""
+        keyed = [n for n in self.views if self._patient_keyed(n)]
+        new = [n for n in keyed if n in staged]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _new_patients AS SELECT DISTINCT patient_id FROM ("
+            + " UNION ALL ".join(
+                [f"SELECT patient_id FROM n_{n}" for n in new]
+                or ["SELECT '' AS patient_id WHERE FALSE"]
+            )
+            + ")"
+        )
+        for name in keyed:
+            self._hit_rows(name, "_new_patients", replaced=name in new)
+        # A resource moved to another patient touches the old patient too.
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT patient_id FROM _new_patients "
+            + "".join(f"UNION SELECT patient_id FROM _hit_{n} WHERE replaced " for n in new)
+        )
+        more = self._count("touched") > self._count("_new_patients")
+        if more:  # rare: a second pass for the patients a resource moved away from
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE _old_patients AS SELECT patient_id FROM touched "
+                "EXCEPT SELECT patient_id FROM _new_patients"
+            )
+            for name in keyed:
+                self._more_rows(name, "_old_patients")
+            self.con.execute("DROP TABLE _old_patients")
+        for name in keyed:
+            if name in new:
+                self.con.execute(
+                    f"DELETE FROM v_{name} WHERE rowid IN "
+                    f"(SELECT view_row FROM _hit_{name} WHERE replaced)"
+                )
+                self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * EXCLUDE (view_row, replaced) "
+                f"FROM _hit_{name} WHERE NOT replaced"
+                + (f" UNION ALL SELECT * FROM _more_{name}" if more else "")
+                + (f" UNION ALL SELECT * FROM n_{name}" if name in new else "")
+            )
+            self.con.execute(f"DROP TABLE _hit_{name}")
+            self.con.execute(f"DROP TABLE IF EXISTS _more_{name}")
+        self._upsert([n for n in self.views if n not in keyed])
+        for name in keyed:
+            self.con.execute(f"DROP TABLE n_{name}")
+        self.con.execute("DROP TABLE _new_patients")
+
+    def _hit_rows(self, name: str, patients: str, replaced: bool) -> None:
+        """``_hit_<name>``: the rows of ``v_<name>`` of the patients in the table
+        ``patients`` or (if ``replaced``) with the id of a staged row, with their row id
+        and whether a staged row replaces them."""
+        is_replaced = f"coalesce(id IN (SELECT id FROM n_{name}), FALSE)" if replaced else "FALSE"
+        self.con.execute(
+            f"CREATE TEMP TABLE _hit_{name} AS SELECT * FROM ("
+            f"SELECT rowid AS view_row, {is_replaced} AS replaced, * FROM main.v_{name}) "
+            f"WHERE replaced OR patient_id IN (SELECT patient_id FROM {patients})"
+        )
+
+    def _more_rows(self, name: str, patients: str) -> None:
+        """``_more_<name>``: the rows of ``v_<name>`` of the patients in ``patients`` that
+        ``_hit_<name>`` lacks. A table of its own, not an INSERT into ``_hit_<name>``: see
+        cells.Delta on a DuckDB bug."""
+        self.con.execute(
+            f"CREATE TEMP TABLE _more_{name} AS SELECT * FROM main.v_{name} "
+            f"WHERE patient_id IN (SELECT patient_id FROM {patients}) "
+            f"AND rowid NOT IN (SELECT view_row FROM _hit_{name})"
+        )
+
+    def _upsert(self, names: Iterable[str] | None = None) -> None:
+        for name in self.views if names is None else names:
             self.con.execute(f"DELETE FROM v_{name} WHERE id IN (SELECT id FROM n_{name})")
             self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
             self.con.execute(f"DROP TABLE n_{name}")
@@ -255,24 +382,21 @@ class IndicatorStore:
         return sql
 
     # --- binding: the names the catalogue's SQL reads -----------------------------------------
-    def _bind(self, touched: bool) -> None:
+    def _bind(self, patients: str | None) -> None:
         """Point the plain names (``encounter``, ``visit`` ...) at the stored tables, limited
-        to the touched patients during an incremental refresh.
+        to the patients in the table ``patients`` (``touched`` during an incremental
+        refresh), or not limited (None).
 
-        The touched patients' view rows are copied once per refresh into small temporary
-        tables (``t_<view>``): the derived tables and every indicator's units query then
-        read those instead of each scanning the county's full view tables again."""
-        only = " WHERE patient_id IN (SELECT patient_id FROM touched)" if touched else ""
+        The touched patients' view rows were copied into small temporary tables
+        (``t_<view>``, by :meth:`_upsert_and_slice`): the derived tables and every
+        indicator's units query read those instead of each scanning the county's full view
+        tables again."""
+        only = f" WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
         for name in self.views:
             source = f"main.v_{name}"
-            if touched and self._patient_keyed(name):
-                if not self._sliced:
-                    self.con.execute(
-                        f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * FROM {source}{only}"
-                    )
-                source = f"t_{name}"
+            if patients and self._patient_keyed(name):
+                source = f"t_{name}" if patients == "touched" else source + only
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
-        self._sliced = self._sliced or touched
         for name in derived.DIMENSION_TABLES:
             if self._has_table(f"d_{name}"):
                 self.con.execute(
@@ -280,30 +404,30 @@ class IndicatorStore:
                 )
         for name in derived.PATIENT_TABLES:
             if self._has_table(f"d_{name}"):
-                self.con.execute(
-                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}{only}"
-                )
+                self._bind_derived(name, patients)
+
+    def _bind_derived(self, name: str, patients: str | None) -> None:
+        only = f" WHERE patient_id IN (SELECT patient_id FROM {patients})" if patients else ""
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}{only}")
 
     # --- derived tables and facts ----------------------------------------------------------
     def _rebuild(self) -> None:
         self._write_periods()
-        self._bind(touched=False)
+        self._bind(None)
         for name, sql in derived.DIMENSION_TABLES.items():
             self.con.execute(f"CREATE OR REPLACE TABLE d_{name} AS {sql}")
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}")
         for name in derived.PATIENT_TABLES:
             self.con.execute(f"DROP TABLE IF EXISTS d_{name}")
         self._derive_patients(touched=False)
-        self.con.execute(
-            "CREATE OR REPLACE TABLE s_facts (indicator_id VARCHAR, patient_id VARCHAR, "
-            "period VARCHAR, num DOUBLE, den DOUBLE, vals DOUBLE[])"
-        )
-        self._facts(self.catalogue, touched=False)
+        self.con.execute(f"CREATE OR REPLACE TABLE s_facts ({FACT_COLUMNS})")
+        self._compute_facts(self.catalogue, None, None, into="s_facts")
         cells.rebuild(self)
 
     def _derive_patients(self, touched: bool) -> None:
+        patients = "touched" if touched else None
+        self._bind(patients)
         for name, sql in derived.PATIENT_TABLES.items():
-            self._bind(touched)
             if not self._has_table(f"d_{name}"):
                 self.con.execute(f"CREATE TABLE d_{name} AS {sql}")
             else:
@@ -314,41 +438,63 @@ class IndicatorStore:
                 else:
                     self.con.execute(f"DELETE FROM d_{name}")
                 self.con.execute(f"INSERT INTO d_{name} {sql}")
-        self._bind(touched)
+            self._bind_derived(name, patients)  # the later tables read it (dim reads mgmt)
 
     def indicator_params(self, ind: Indicator) -> dict[str, Any]:
         """Overrides for ``ind``: ``params[<indicator id>]`` or a bare parameter name."""
         flat = {k: v for k, v in self.params.items() if k in ind.parameters}
         return {**flat, **self.params.get(ind.id, {})}
 
-    def _facts(
+    def _replace_facts(self, scopes: Sequence[FactScope], old_dim: str) -> None:
+        """Replace the facts of ``scopes`` and change the cells by the difference (old
+        facts subtracted with the strata of ``old_dim``, the ones they were counted under).
+
+        ``s_facts`` (~17 rows per resident) is scanned once: the old facts are copied with
+        their row ids into ``_old_facts``, which gives both the cells to subtract and the
+        rows to delete; the new facts are computed into ``_new_facts``, which gives the
+        cells to add before they are appended."""
+        delta = cells.Delta(self)
+        where = " OR ".join(f"({self._scope_sql(s)})" for s in scopes)
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _old_facts AS "
+            f"SELECT rowid AS fact_row, * FROM s_facts WHERE {where}"
+        )
+        delta.record("_old_facts", -1, old_dim)
+        self.con.execute("DELETE FROM s_facts WHERE rowid IN (SELECT fact_row FROM _old_facts)")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _new_facts ({FACT_COLUMNS})")
+        for scope in scopes:
+            self._compute_facts(scope.indicators, scope.patients, scope.periods, "_new_facts")
+        delta.record("_new_facts", 1)
+        self.con.execute("INSERT INTO s_facts SELECT * FROM _new_facts")
+        delta.apply()
+        for table in ("_old_facts", "_new_facts"):
+            self.con.execute(f"DROP TABLE {table}")
+
+    def _scope_sql(self, scope: FactScope) -> str:
+        """The condition on ``s_facts`` rows that selects the facts of ``scope``."""
+        conds = [f"patient_id IN (SELECT patient_id FROM {scope.patients})"]
+        if {i.id for i in scope.indicators} != {i.id for i in self.catalogue}:
+            conds.append(f"indicator_id IN ({', '.join(_sql_str(i.id) for i in scope.indicators)})")
+        if scope.periods is not None:
+            conds.append(f"period IN ({', '.join(_sql_str(p) for p in scope.periods)})")
+        return " AND ".join(conds)
+
+    def _compute_facts(
         self,
         indicators: Sequence[Indicator],
-        touched: bool,
-        *,
-        delta: cells.Delta | None = None,
-        old_dim: str = "d_dim",
-        periods: Sequence[str] | None = None,
+        patients: str | None,
+        periods: Sequence[str] | None,
+        into: str,
     ) -> None:
-        """Replace the facts of ``indicators`` (of the touched patients, of ``periods``);
-        ``delta`` records the change of the cells (facts subtracted with the strata of
-        ``old_dim``, the ones they were counted under)."""
-        self._bind(touched)
-        ids = ", ".join(_sql_str(i.id) for i in indicators)
-        if not ids:
-            return
-        where = f"indicator_id IN ({ids})"
-        if touched:
-            where += " AND patient_id IN (SELECT patient_id FROM touched)"
+        """Insert into ``into`` the facts of ``indicators`` of the patients in the table
+        ``patients`` (None: all) in ``periods`` (None: all)."""
+        self._bind(patients)
         only = ""
         if periods is not None:
             only = " AND period IN (" + ", ".join(_sql_str(p) for p in periods) + ")"
-            where += only
-        if delta is not None:
-            delta.record(where, -1, old_dim)
-        self.con.execute(f"DELETE FROM s_facts WHERE {where}")
         # Indicators with the same units (the five HEARTS states, the contract key
-        # groups) share one evaluation of the units query.
+        # groups) share one evaluation of the units query, kept in _units; one INSERT per
+        # group (a refresh runs ~300 statements, each with a fixed cost).
         groups: dict[tuple[str, tuple[str, ...]], list[Indicator]] = {}
         for ind in indicators:
             units = ind.render(ind.units, self.indicator_params(ind))
@@ -359,14 +505,16 @@ class IndicatorStore:
                 "CREATE OR REPLACE TEMP VIEW periods AS "
                 f"SELECT * FROM main.s_periods WHERE kind IN ({listed}){only}"
             )
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
-            for ind in members:
-                self.con.execute(self._fact_sql(ind))
+            source = f"({units}) AS _units"
+            if len(members) > 1:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE _units AS {units}")
+                source = "_units"
+            selects = " UNION ALL ".join(self._fact_sql(ind, source) for ind in members)
+            self.con.execute(f"INSERT INTO {into} {selects}")
         self.con.execute("DROP TABLE IF EXISTS _units")
-        if delta is not None:
-            delta.record(where, 1)
 
-    def _fact_sql(self, ind: Indicator) -> str:
+    def _fact_sql(self, ind: Indicator, units: str) -> str:
+        """The facts of ``ind`` from its ``units`` rows: one per patient and period."""
         p = self.indicator_params(ind)
         num = f"coalesce(CAST(({ind.render(ind.numerator, p)}) AS DOUBLE), 0)"
         den = (
@@ -380,8 +528,8 @@ class IndicatorStore:
         else:
             vals = "NULL::DOUBLE[]"
         return (
-            f"INSERT INTO s_facts SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
-            f"{den}, {vals} FROM _units GROUP BY patient_id, period"
+            f"SELECT {_sql_str(ind.id)}, patient_id, period, sum({num}), "
+            f"{den}, {vals} FROM {units} GROUP BY patient_id, period"
         )
 
     # --- periods and the reference day -----------------------------------------------------

@@ -55,13 +55,18 @@ def _search(uow: UnitOfWork, rtype: str, params: list[tuple[str, str]]) -> list[
     return [s.content for s in page.items if s.content is not None]
 
 
-def _text(concept: Json | None) -> str:
+def _text(concept: Json | None, *, with_code: bool = False) -> str:
+    """What a doctor reads for a concept: its text, else its first coding's display (after
+    its code for diagnoses, "I10 原发性高血压"), else the bare code."""
     concept = concept or {}
     if concept.get("text"):
         return str(concept["text"])
     for c in concept.get("coding") or []:
-        if c.get("display") or c.get("code"):
-            return " ".join(str(x) for x in (c.get("code"), c.get("display")) if x)
+        code, display = c.get("code"), c.get("display")
+        if display:
+            return f"{code} {display}" if with_code and code else str(display)
+        if code:
+            return str(code)
     return ""
 
 
@@ -160,7 +165,7 @@ def patient_view(uow: UnitOfWork, pid: str, access: Access, today: date, en: boo
         state = None  # e.g. no birth date: the page still shows the record
     lang = "en" if en else "zh-CN"
     names: dict[str, str] = {}  # organisation names read once for the page
-    conditions = [{"name": _text(c.get("code")),
+    conditions = [{"name": _text(c.get("code"), with_code=True),
                    "status": _status_of(c.get("clinicalStatus"), lang),
                    "since": c.get("onsetDateTime") or c.get("recordedDate") or ""}
                   for c in _search(uow, "Condition", [("patient", pid)])]

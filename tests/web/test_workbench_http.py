@@ -98,7 +98,7 @@ def test_patient_page_masks_the_id_number_and_shows_shared_results(
     # Statuses in the interface's words; each encounter names the institution it was at.
     assert "<td>I10</td><td>活动</td>" in html  # the condition's clinical status
     assert "每日1次，每次5mg</td><td>在用</td>" in html  # the prescription's
-    assert re.search(r"<td>htn-followup</td><td>org-thc-01</td><td>已完成</td>", html)
+    assert re.search(r"<td>高血压患者随访</td><td>org-thc-01</td><td>已完成</td>", html)
     english = app_client.get("/workbench/patients/p1", params={"lang": "en"}).text
     assert "<td>I10</td><td>active</td>" in english and "<td>finished</td>" in english
     # Without JavaScript the BP trend is a text summary (latest reading, targets) and a table;

@@ -46,6 +46,7 @@ def hypertensive_p1(store: FhirStore) -> None:
            "dosageInstruction": [{"text": "每日1次，每次5mg"}]}
     visit = encounter("enc-past", "p1", past, "htn-followup")
     visit["serviceProvider"] = {"reference": "Organization/org-thc-01"}
+    visit["type"][0]["coding"][0]["display"] = "高血压患者随访"
     with store.write(SYSTEM) as uow:
         for res in (p1, condition("c-htn", "p1"), ep, visit,
                     bp("bp-past", "p1", "enc-past", past, 132, 82), glucose, report, med):

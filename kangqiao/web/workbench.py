@@ -41,7 +41,8 @@ templates = Environment(loader=FileSystemLoader(HERE / "templates"),
 NO_CACHE = {"Cache-Control": "no-store"}
 T = TypeVar("T")
 ID_NUMBER = re.compile(r"^[0-9]{6,17}[0-9Xx]$")
-LIST_LIMIT = 50
+TODAY_ROWS = 10  # rows of each list on "today" (the riskiest first); the rest on its own page
+LIST_ROWS = 1000  # rows of one list on its own page: far above a doctor's panel
 LISTS = ("overdue", "due_this_week", "uncontrolled", "recheck_2w", "referral_follow_up",
          "not_seen_3m", "not_seen_12m", "annual_check_due", "awaiting_enrolment")
 
@@ -170,13 +171,15 @@ def _patient_row(p: dict[str, Any]) -> dict[str, Any]:
             "birth": p.get("birthDate"), "id_number": mask_id(p)}
 
 
-def _today_data(uow: UnitOfWork, account: Account, today: date, query: str
-                ) -> dict[str, Any]:
+def _today_data(uow: UnitOfWork, account: Account, today: date, query: str,
+                only: str | None) -> dict[str, Any]:
+    """The day's counts and lists: every list's first rows, or all of ``only``."""
     scope = _scope(account)
     lists = worklists.build(uow, scope, today) if scope else None
     shown: dict[str, list[worklists.Entry]] = {}
     if lists is not None:
-        shown = {k: lists.lists[k][:LIST_LIMIT] for k in LISTS}
+        shown = {k: lists.lists[k][:LIST_ROWS if k == only else TODAY_ROWS]
+                 for k in LISTS if only in (None, k)}
     ids = sorted({e.patient_id for entries in shown.values() for e in entries})
     names = _names(uow, ids)
     found: list[dict[str, Any]] | None = None
@@ -195,14 +198,17 @@ async def today_page(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     query = request.query_params.get("q", "").strip()[:64]
+    only = request.query_params.get("list")
+    if only not in LISTS:
+        only = None  # an unknown list name: the whole day, as without one
     day = _today()
     try:
         data = await _run(request, who, False,
-                          lambda uow: _today_data(uow, who.account, day, query))
+                          lambda uow: _today_data(uow, who.account, day, query, only))
     except FhirError as exc:
         return _error_page(request, who, exc)
     return _render(request, "workbench/today.html", who, today=day, q=query,
-                   list_keys=LISTS, limit=LIST_LIMIT, **data)
+                   list_keys=LISTS, only=only, **data)
 
 
 # ---- the patient page ----------------------------------------------------------------

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
+from kangqiao.web import workbench
 from tests.cds.builders import episode
 from tests.conftest import csrf_of, form_login
 from tests.security import conftest as security
@@ -70,6 +72,32 @@ def test_today_lists_the_patients_of_the_doctors_team_episodes(
     overdue = html.split('id="list-overdue"', 1)[1].split("</section>", 1)[0]
     assert '<a href="/workbench/patients/p3">p3</a>' in overdue
     assert "/workbench/patients/p1" in html
+
+
+def test_today_shows_each_lists_first_rows_and_links_to_the_whole_list(
+        app_client: TestClient, county: County, store: FhirStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each list on "today" shows its first rows and a link to the whole list; the list's
+    own page shows all of it and nothing else."""
+    hypertensive_p1(store)
+    ep = episode("eoc-p3", "p3", "htn", (today() - timedelta(days=200)).isoformat(),
+                 team="CareTeam/team-01-01", manager="PractitionerRole/role-vd1")
+    with store.write(SYSTEM) as uow:
+        uow.update("EpisodeOfCare", "eoc-p3", ep)
+    monkeypatch.setattr(workbench, "TODAY_ROWS", 1)
+    _login(app_client)
+    html = app_client.get("/workbench").text
+    annual = html.split('id="list-annual_check_due"', 1)[1].split("</section>", 1)[0]
+    assert annual.count("/workbench/patients/") == 1  # p1 and p3 are due; one is shown
+    assert '<a class="more" href="/workbench?list=annual_check_due">查看全部 2</a>' in annual
+    whole = app_client.get("/workbench", params={"list": "annual_check_due"}).text
+    assert 'id="list-overdue"' not in whole and "返回今日工作" in whole
+    listed = whole.split('id="list-annual_check_due"', 1)[1].split("</section>", 1)[0]
+    assert {"/workbench/patients/p1", "/workbench/patients/p3"} <= set(
+        re.findall(r"/workbench/patients/p\d", listed))
+    assert 'class="more"' not in listed
+    # an unknown list name is the whole day, not an error
+    assert 'id="list-overdue"' in app_client.get("/workbench", params={"list": "x"}).text
 
 
 def test_patient_outside_the_view_is_404_not_500(app_client: TestClient, county: County,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +15,7 @@ from starlette.responses import Response
 from kangqiao import __version__
 from kangqiao.analytics import api as analytics_api
 from kangqiao.chronic import api as chronic_api
+from kangqiao.chronic.records import COUNTY_TZ
 from kangqiao.fhir import api as fhir_api
 from kangqiao.fhir.bulk import export_api, import_api
 from kangqiao.fhir.outcome import FhirError, Issue, operation_outcome
@@ -21,6 +25,7 @@ from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security import setup as security
 from kangqiao.settings import Settings, get_settings
 from kangqiao.web import assets, dashboard, pages, workbench
+from kangqiao.web.dashboard_access import warm_up
 
 log = logging.getLogger("kangqiao")
 
@@ -31,7 +36,8 @@ HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported",
 def create_app(settings: Settings | None = None, store: FhirStore | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="Kangqiao (康桥)", version=__version__,
-                  description="FHIR R4 platform for a county medical community")
+                  description="FHIR R4 platform for a county medical community",
+                  lifespan=_lifespan)
     app.state.settings = settings
     engine = store.engine if store is not None else make_engine(
         settings.database_url, echo=settings.sql_echo,
@@ -50,6 +56,16 @@ def create_app(settings: Settings | None = None, store: FhirStore | None = None)
     app.include_router(assets.router)  # /assets: ECharts from node_modules, charts.js
     _install_error_handlers(app)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # in the background: the server answers at once; the first county administrator to
+    # open the dashboard finds it built (minutes on a large county)
+    if app.state.settings.dashboard_warmup and warm_up(
+            app.state, datetime.now(COUNTY_TZ).date()):
+        log.info("building the county dashboard snapshot in the background")
+    yield
 
 
 def _install_error_handlers(app: FastAPI) -> None:

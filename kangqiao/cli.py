@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,9 @@ def serve(
 
     from kangqiao.fhir.store.migrate import upgrade
 
+    # a served county builds its dashboard at start (the workers read it from the environment)
+    os.environ.setdefault("KANGQIAO_DASHBOARD_WARMUP", "true")
+    get_settings.cache_clear()
     settings = get_settings()
     if migrate_first:
         upgrade(settings.database_url)

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "(under spark-submit, its --master wins).",
     )
     sql_echo: bool = Field(default=False, description="Log every SQL statement (debugging).")
+    dashboard_warmup: bool = Field(
+        default=False,
+        description="Build the county administrators' dashboard snapshot in the background "
+        "when the server starts, so the first to open it does not wait (`kangqiao serve` and "
+        "`kangqiao demo` turn it on).",
+    )
 
     # ---- security (kangqiao/security, docs/security.md) ----
     secrets_dir: Path = Field(

@@ -105,6 +105,14 @@ def find(engine: Engine, *, user_id: str | None = None, username: str | None = N
     return None if row is None else _account(row)
 
 
+def first_with_role(engine: Engine, role: str) -> Account | None:
+    """An active account of ``role`` (the first by username), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(U).where(U.c.role == role, U.c.active.is_(True))
+                           .order_by(U.c.username).limit(1)).first()
+    return None if row is None else _account(row)
+
+
 def authenticate(engine: Engine, settings: Settings, username: str, password: str,
                  now: datetime | None = None) -> Account:
     """The account when the password is right; ``LoginRefused`` otherwise."""

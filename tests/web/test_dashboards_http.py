@@ -196,3 +196,27 @@ def towns_patient(store: FhirStore) -> str:
     with store.read(SYSTEM) as uow:
         page = uow.search("Patient", [], count=1, total="none")
     return page.items[0].id
+
+
+def test_a_served_county_builds_the_county_dashboard_at_start(
+        engine: Engine, store: FhirStore, settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``dashboard_warmup`` (what `kangqiao serve` sets) the county administrators'
+    snapshot is built when the app starts: the first of them to open the dashboard gets the
+    page, not the "computing" one."""
+    app = create_app(settings.model_copy(update={"dashboard_warmup": True}), store)
+    with TestClient(app):  # no county-admin account yet: nothing to build
+        assert not getattr(app.state, "dashboards", None)
+    monkeypatch.setattr(passwords, "hash_password", dash._hash)
+    load_county(store, engine, settings)
+    app = create_app(settings.model_copy(update={"dashboard_warmup": True}), store)
+    with TestClient(app) as client:
+        cache: DashboardCache = app.state.dashboards
+        deadline = time.monotonic() + 300
+        while not any(e.snapshot for e in cache._entries.values()):
+            assert time.monotonic() < deadline, "the warm-up built nothing"
+            time.sleep(0.2)
+        assert [k[0] for k in cache._entries] == ["county-admin"]
+        _login(client, "countyadmin")
+        r = client.get("/dashboard/county")
+        assert r.status_code == 200 and "县域指标看板" in r.text

@@ -32,8 +32,8 @@ TARGETS_FILE = Path(__file__).resolve().parent / "dashboard_targets.json"
 def warm_up(state: Any, today: date) -> bool:
     """Start building the snapshot every county administrator shares (county-admin view,
     their default purpose), as the first of them to open the dashboard would; False when the
-    county has no active county-admin account. The build reads through the gate as a
-    county administrator, audited as the warm-up rather than as a person."""
+    county has no active county-admin account. The build reads through the gate with a
+    county administrator's view, acting as ``system/dashboard-warmup``, not as a person."""
     engine = state.store.engine
     admin = accounts.first_with_role(engine, rules.COUNTY_ADMIN)
     if admin is None:

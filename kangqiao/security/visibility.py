@@ -285,11 +285,14 @@ def rows_naming(cond: Cond, resource_type: str | None, excluded: frozenset[str],
             REF.c.resource_type == resource_type, REF.c.param.in_(comp[resource_type]),
             REF.c.target_type == "Patient", cond(REF.c.target_id)))
     pairs = [(t, p) for t, params in comp.items() if t not in excluded for p in params]
+    # an alias: the view's own selects read search_reference too, and a probe correlated on
+    # the bare table would compare their rows with themselves
+    ref = REF.alias()
     return or_(and_(R.c.resource_type == "Patient", cond(R.c.id)),
                tuple_(R.c.resource_type, R.c.id).in_(
-                   select(REF.c.resource_type, REF.c.resource_id).where(
-                       tuple_(REF.c.resource_type, REF.c.param).in_(pairs),
-                       REF.c.target_type == "Patient", cond(REF.c.target_id))))
+                   select(ref.c.resource_type, ref.c.resource_id).where(
+                       tuple_(ref.c.resource_type, ref.c.param).in_(pairs),
+                       ref.c.target_type == "Patient", cond(ref.c.target_id))))
 
 
 def naming_no_patient(types: frozenset[str]) -> ColumnElement[bool]:

@@ -21,7 +21,13 @@ CODES = ("care-manager-role", "team")
 
 
 def upgrade() -> None:
-    reindex_params(op.get_bind(), "EpisodeOfCare", CODES)
+    bind = op.get_bind()
+    reindex_params(bind, "EpisodeOfCare", CODES)
+    if bind.dialect.name == "postgresql":
+        # a row per stored episode and parameter: without fresh statistics PostgreSQL takes
+        # the new range for a row or two and nests loops over it (2.4 s for a GP's search
+        # on the 20,000-resident county, 0.2 s after ANALYZE)
+        op.execute("ANALYZE search_reference")
 
 
 def downgrade() -> None:

@@ -267,8 +267,11 @@ class IncludeMixin:
         out: list[Stored] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
+            # by key, at most 500 rows: the policy tests each row's patients (anchored)
+            # instead of listing every patient and row the user may see
             stmt = select(R).where(tuple_(R.c.resource_type, R.c.id).in_(chunk),
-                                   R.c.deleted.is_(False), *self._visible(None)).order_by(
+                                   R.c.deleted.is_(False),
+                                   *self._visible(None, anchored=True)).order_by(
                 R.c.resource_type, R.c.id)
             out.extend(s for s in (_stored(r) for r in self.conn.execute(stmt))
                        if self.gate.may_read(self.access, s.content or {}))

@@ -112,9 +112,11 @@ def _implausible(visit: FollowUpVisit, en: bool, base: str, prefix: str) -> Card
     the rules set them aside, so the classification did not use them; say so."""
     def span(i: Implausible) -> str:
         low, high = (f"{x:g}" if x is not None else "" for x in (i.low, i.high))
-        return f"{low}-{high}" if low and high else (f"<= {high}" if high else f">= {low}")
-    items = [f"{i.name_en} {i.value:g} {i.unit} (plausible: {span(i)})" if en
-             else f"{i.name_zh} {i.value:g} {i.unit}（合理范围 {span(i)}）"
+        if not (low or high):
+            return ""
+        shown = f"{low}-{high}" if low and high else (f"<= {high}" if high else f">= {low}")
+        return f" (plausible: {shown})" if en else f"（合理范围 {shown}）"
+    items = [f"{i.name_en if en else i.name_zh} {i.value} {i.unit}{span(i)}"
              for i in visit.implausible]
     summary = (f"implausible value on {visit.date}: check it" if en
                else f"{visit.date}随访数值可疑，请核实")

@@ -210,7 +210,8 @@ def plausible(values: dict[str, float]) -> tuple[dict[str, float], tuple[Implaus
     """``values`` without those outside the range the form itself would refuse, and those
     set aside. Readings from other systems (and old paper records typed in) reach the record
     without the form's check: an extra digit (1389 mmHg) must not fire an urgent referral.
-    A blood pressure is one reading: either half out of range sets both aside."""
+    A blood pressure is one reading: either half out of range, or a systolic not above the
+    diastolic (the two fields swapped; the form refuses it too), sets both aside."""
     kept, out = dict(values), []
     for code, m in RANGES.items():
         value = kept.get(code)
@@ -218,9 +219,15 @@ def plausible(values: dict[str, float]) -> tuple[dict[str, float], tuple[Implaus
             continue
         if (m.minimum is not None and value < m.minimum) or (
                 m.maximum is not None and value > m.maximum):
-            out.append(Implausible(m.zh, m.display, value, m.unit, m.minimum, m.maximum))
+            out.append(Implausible(m.zh, m.display, f"{value:g}", m.unit, m.minimum, m.maximum))
             del kept[code]
-    if out and (SBP in kept) != (DBP in kept):
+    sbp, dbp = kept.get(SBP), kept.get(DBP)
+    swapped = sbp is not None and dbp is not None and sbp <= dbp
+    if swapped:
+        out.append(Implausible("血压（收缩压不高于舒张压）",
+                               "Blood pressure (systolic not above diastolic)",
+                               f"{sbp:g}/{dbp:g}", "mmHg", None, None))
+    if swapped or (out and (SBP in kept) != (DBP in kept)):
         kept.pop(SBP, None)
         kept.pop(DBP, None)
     return kept, tuple(out)

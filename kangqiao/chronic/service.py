@@ -151,6 +151,10 @@ def _checked_answers(answers: Mapping[str, Any], when: date | datetime) -> dict[
         if (low is not None and value < low) or (high is not None and value > high):
             raise FhirError.of(422, "value", f"{link_id}: {value} {measure.unit} is outside "
                                f"the plausible range {low}-{high}")
+    sbp, dbp = flat.get("bp-systolic"), flat.get("bp-diastolic")
+    if sbp not in (None, "") and dbp not in (None, "") and sbp <= dbp:  # fields swapped
+        raise FhirError.of(422, "value", f"bp-systolic: {sbp} mmHg must be above bp-diastolic "
+                           f"{dbp} mmHg")
     return flat
 
 

@@ -53,6 +53,22 @@ def test_an_implausible_reading_gets_a_check_card_not_an_urgent_referral(
                for c in english)
 
 
+def test_swapped_blood_pressure_fields_are_set_aside(client: TestClient,
+                                                     store: FhirStore) -> None:
+    # 85/138 is 138/85 typed into the wrong fields: DBP >= 110 would be an urgent referral
+    put_all(store, [
+        patient("C", "1966-05-01"), condition("c1", "C"),
+        episode("e1", "C", "htn", "2024-01-01"),
+        encounter("v1", "C", "2024-06-01", "htn-followup"),
+        bp("o1", "C", "v1", "2024-06-01", 85, 138),
+    ])
+    cards = client.post(f"/cds-services/{PATIENT_VIEW}", json=_request()).json()["cards"]
+    check = [c for c in cards if "数值可疑" in c["summary"]]
+    assert len(check) == 1 and "血压（收缩压不高于舒张压） 85/138 mmHg" in check[0]["detail"]
+    assert "合理范围" not in check[0]["detail"]  # no range: the rule is the two values' order
+    assert not any("HTN 3(1)" in c["source"]["label"] for c in cards)
+
+
 def _request(hook: str = "patient-view", **extra: Any) -> dict[str, Any]:
     return {"hook": hook, "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
             "context": {"userId": "PractitionerRole/r1", "patientId": "C"}, **extra}

@@ -13,9 +13,10 @@ from kangqiao.chronic.rules import BloodPressure, Disease
 
 
 @pytest.mark.parametrize(("sbp", "dbp", "kept"), [
-    (260, 260, True), (60, 40, True),  # the range's own ends are plausible
+    (260, 259, True), (60, 40, True),  # the ranges' ends are plausible
     (261, 90, False), (59, 40, False), (120, 39, False), (120, 261, False),
     (1389, 85, False),  # an extra digit typed
+    (120, 119, True), (120, 120, False), (85, 138, False),  # systolic must exceed diastolic
 ])
 def test_blood_pressure_range_boundaries(sbp: float, dbp: float, kept: bool) -> None:
     values, set_aside = plausible({SBP: sbp, DBP: dbp, HEART_RATE: 76})
@@ -25,9 +26,10 @@ def test_blood_pressure_range_boundaries(sbp: float, dbp: float, kept: bool) -> 
     else:
         # one half out of range sets the whole reading aside; only that half is reported
         assert SBP not in values and DBP not in values
-        assert [(i.value, i.unit) for i in set_aside] == [
-            (v, "mmHg") for v, ok in ((sbp, 60 <= sbp <= 260), (dbp, 40 <= dbp <= 260))
-            if not ok]
+        out_of_range = [(f"{v:g}", "mmHg") for v, ok in (
+            (sbp, 60 <= sbp <= 260), (dbp, 40 <= dbp <= 260)) if not ok]
+        swapped = [(f"{sbp:g}/{dbp:g}", "mmHg")] if not out_of_range else []
+        assert [(i.value, i.unit) for i in set_aside] == out_of_range + swapped
 
 
 def test_an_implausible_reading_is_not_classified() -> None:

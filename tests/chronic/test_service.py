@@ -103,6 +103,8 @@ def test_a_failing_write_leaves_nothing(enrolled: FhirStore, engine: Engine,
 
 @pytest.mark.parametrize(("answers", "status"), [
     ({"bp-systolic": 300, "bp-diastolic": 80}, 422),  # HEARTS plausibility: SBP 60-260
+    ({"bp-systolic": 85, "bp-diastolic": 138}, 422),  # the two fields swapped
+    ({"bp-systolic": 120, "bp-diastolic": 120}, 422),
     ({"bp-systolic": "high", "bp-diastolic": 80}, 400),
     ({"bp-systolic": 130, "bp-diastolic": 80, "visit-mode": "9"}, 400),
 ])

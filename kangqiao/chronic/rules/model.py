@@ -125,9 +125,9 @@ class Implausible:
 
     name_zh: str
     name_en: str
-    value: float
+    value: str  # as recorded ("1389", "85/138")
     unit: str
-    low: float | None
+    low: float | None  # the plausible range, when the rule is one
     high: float | None
 
 

@@ -217,8 +217,7 @@ def plausible(values: dict[str, float]) -> tuple[dict[str, float], tuple[Implaus
         value = kept.get(code)
         if value is None:
             continue
-        if (m.minimum is not None and value < m.minimum) or (
-                m.maximum is not None and value > m.maximum):
+        if not m.plausible(value):
             out.append(Implausible(m.zh, m.display, f"{value:g}", m.unit, m.minimum, m.maximum))
             del kept[code]
     sbp, dbp = kept.get(SBP), kept.get(DBP)

@@ -147,10 +147,9 @@ def _checked_answers(answers: Mapping[str, Any], when: date | datetime) -> dict[
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise FhirError.of(400, "invalid", f"{link_id}: expected a number, got {value!r}")
         # HEARTS DHIS2 plausibility ranges (SBP 60-260, DBP 40-260) catch typing errors.
-        low, high = measure.minimum, measure.maximum
-        if (low is not None and value < low) or (high is not None and value > high):
+        if not measure.plausible(value):
             raise FhirError.of(422, "value", f"{link_id}: {value} {measure.unit} is outside "
-                               f"the plausible range {low}-{high}")
+                               f"the plausible range {measure.minimum}-{measure.maximum}")
     sbp, dbp = flat.get("bp-systolic"), flat.get("bp-diastolic")
     if sbp not in (None, "") and dbp not in (None, "") and sbp <= dbp:  # fields swapped
         raise FhirError.of(422, "value", f"bp-systolic: {sbp} mmHg must be above bp-diastolic "

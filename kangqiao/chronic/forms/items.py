@@ -72,6 +72,11 @@ class Measure:
     minimum: int | None = None
     maximum: int | None = None
 
+    def plausible(self, value: float) -> bool:
+        """Within the data-entry range (when the measure has one)."""
+        return not ((self.minimum is not None and value < self.minimum)
+                    or (self.maximum is not None and value > self.maximum))
+
 
 def item(
     link_id: str,

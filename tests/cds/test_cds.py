@@ -31,18 +31,25 @@ def urgent_patient(store: FhirStore) -> str:
     return "C"
 
 
-def test_an_implausible_reading_gets_a_check_card_not_an_urgent_referral(
-        client: TestClient, store: FhirStore) -> None:
-    # 1389 mmHg: 138 typed with a digit too many (not through the form, which refuses it)
+def _last_reading(client: TestClient, store: FhirStore, sbp: int, dbp: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The cards of a managed hypertensive whose one visit recorded ``sbp``/``dbp`` (written
+    as an Observation, not through the form), and among them the data-check cards."""
     put_all(store, [
         patient("C", "1966-05-01"), condition("c1", "C"),
         episode("e1", "C", "htn", "2024-01-01"),
         encounter("v1", "C", "2024-06-01", "htn-followup"),
-        bp("o1", "C", "v1", "2024-06-01", 1389, 85),
+        bp("o1", "C", "v1", "2024-06-01", sbp, dbp),
     ])
     cards = client.post(f"/cds-services/{PATIENT_VIEW}", json=_request()).json()["cards"]
+    return cards, [c for c in cards if "数值可疑" in c["summary"]]
+
+
+def test_an_implausible_reading_gets_a_check_card_not_an_urgent_referral(
+        client: TestClient, store: FhirStore) -> None:
+    # 1389 mmHg: 138 typed with a digit too many (not through the form, which refuses it)
+    cards, check = _last_reading(client, store, 1389, 85)
     _check_cards(cards)
-    check = [c for c in cards if "数值可疑" in c["summary"]]
     assert len(check) == 1 and check[0]["indicator"] == "warning"
     assert "收缩压 1389 mmHg（合理范围 60-260）" in check[0]["detail"]
     assert "WHO HEARTS" in check[0]["source"]["label"]
@@ -56,14 +63,7 @@ def test_an_implausible_reading_gets_a_check_card_not_an_urgent_referral(
 def test_swapped_blood_pressure_fields_are_set_aside(client: TestClient,
                                                      store: FhirStore) -> None:
     # 85/138 is 138/85 typed into the wrong fields: DBP >= 110 would be an urgent referral
-    put_all(store, [
-        patient("C", "1966-05-01"), condition("c1", "C"),
-        episode("e1", "C", "htn", "2024-01-01"),
-        encounter("v1", "C", "2024-06-01", "htn-followup"),
-        bp("o1", "C", "v1", "2024-06-01", 85, 138),
-    ])
-    cards = client.post(f"/cds-services/{PATIENT_VIEW}", json=_request()).json()["cards"]
-    check = [c for c in cards if "数值可疑" in c["summary"]]
+    cards, check = _last_reading(client, store, 85, 138)
     assert len(check) == 1 and "血压（收缩压不高于舒张压） 85/138 mmHg" in check[0]["detail"]
     assert "合理范围" not in check[0]["detail"]  # no range: the rule is the two values' order
     assert not any("HTN 3(1)" in c["source"]["label"] for c in cards)

@@ -21,8 +21,9 @@ PLATFORM_PREFIX = "https://kangqiao.example/fhir/SearchParameter/"
 # EpisodeOfCare.careManager only when it is a Practitioner and has no parameter for
 # EpisodeOfCare.team, but the county's contracts and management episodes name the family
 # doctor's PractitionerRole and team: the work lists look a doctor's episodes up by these
-# instead of reading every episode's JSON. A new code, not the spec's ``care-manager``
-# widened, so that nothing that searches ``care-manager`` (the gate's care links) changes.
+# instead of reading every episode's JSON, and the gate's care links (security/visibility.py)
+# read both ``care-manager`` and ``care-manager-role``. A new code, not the spec's
+# ``care-manager`` widened, so that searches by the spec's parameter keep its meaning.
 PLATFORM_PARAMS: tuple[dict[str, Any], ...] = (
     {"resourceType": "SearchParameter", "url": PLATFORM_PREFIX + "EpisodeOfCare-care-manager-role",
      "code": "care-manager-role", "type": "reference", "base": ["EpisodeOfCare"],

@@ -70,6 +70,17 @@ class Gate(Protocol):
         """Raise ``FhirError`` (403) when ``access`` may not perform this write."""
 
 
+def readable(gate: Gate, access: Access, resources: list[dict[str, Any]]) -> list[bool]:
+    """``gate.may_read`` of each resource (a page of hits, includes, versions). A gate that
+    can decide a list at once provides ``may_read_all`` (the policy decides the patients
+    of the whole page in one query, not one per patient: 20 queries of ~1.5 ms for a page
+    of 20 on PostgreSQL)."""
+    many = getattr(gate, "may_read_all", None)
+    if callable(many):
+        return list(many(access, resources))
+    return [gate.may_read(access, r) for r in resources]
+
+
 class TrustedGate:
     """Allows everything: for the platform's own system actors (CLI, workers, tests of the
     engine). Deployments with users configure the security capability's policy instead."""

@@ -55,6 +55,7 @@ from kangqiao.security.visibility import (
     naming_no_patient,
     referral_links,
     rows_naming,
+    teams_of,
 )
 
 R = schema.resource
@@ -99,7 +100,8 @@ class Policy:
     def _cached(self, conn: Connection, access: Access, what: str, build: Any) -> Any:
         """Policy SQL is costly to build (a dozen nested selects) but the same for every
         request of one user: kept in a small LRU keyed by everything it depends on, the org
-        tree's generation and the minute (referral windows move with the clock)."""
+        tree's generation and the minute (referral windows move with the clock); a committed
+        change to a CareTeam clears it (``committed``), another process's within the minute."""
         self.orgs.subtree(conn, "")  # reloads the tree when its time is up
         key = (what, access.role, access.purpose, access.organization, access.actor,
                access.practitioner_role, access.patient, access.break_glass is not None,
@@ -137,8 +139,9 @@ class Policy:
             subtree = self.orgs.subtree(conn, org) if org else frozenset()
             if org:
                 view.treating.append(managed_by([org]))
+            teams, mates = teams_of(conn, access.practitioner_role)
             view.treating.extend(care_links(access.actor if access.actor.startswith(
-                "Practitioner/") else None, access.practitioner_role))
+                "Practitioner/") else None, access.practitioner_role, teams, mates))
             recipients = [f"Organization/{o}" for o in subtree]
             recipients += [r for r in (access.practitioner_role, access.actor) if r]
             view.treating.extend(referral_links(recipients, now_utc(), self.referral_days))
@@ -246,6 +249,14 @@ class Policy:
             else:
                 trail.hidden += 1
         return allowed
+
+    def may_read_all(self, access: Access, resources: list[dict[str, Any]]) -> list[bool]:
+        """``may_read`` of each, the visibility of all their patients decided at once."""
+        if access.role != rules.SYSTEM and len(resources) > 1:
+            self.warm_patients(access, {p for r in resources
+                                        if rules.is_patient_data(str(r.get("resourceType")))
+                                        for p in patients_of(r)})
+        return [self.may_read(access, r) for r in resources]
 
     def _may_read(self, access: Access, rtype: str, resource: dict[str, Any],
                   patients: set[str]) -> bool:
@@ -476,5 +487,9 @@ class Policy:
 
     def committed(self, changed_types: Iterable[str]) -> None:
         """Called after a transaction commits: drop caches its writes made stale."""
-        if "Organization" in set(changed_types):
+        changed = set(changed_types)
+        if "Organization" in changed:
             self.orgs.invalidate()
+        if "CareTeam" in changed:  # views carry their users' teams (visibility.teams_of)
+            with self._lock:
+                self._lru.clear()

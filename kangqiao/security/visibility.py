@@ -18,13 +18,14 @@ The view is built from three kinds of links, all read from ``search_reference`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
+    Connection,
     Select,
     and_,
     exists,
@@ -161,8 +162,8 @@ def _having_status(resource_type: str, ids: ColumnElement[str], codes: Iterable[
         tok.c.param == "status", tok.c.code.in_(list(codes))))
 
 
-def _patients_of(resource_type: str, param: str, resource_ids: Select | CompoundSelect
-                 ) -> Link:
+def _patients_of(resource_type: str, param: str,
+                 resource_ids: Select | CompoundSelect | list[str]) -> Link:
     ref = REF.alias()
     return Link(select(ref.c.target_id).where(
         ref.c.resource_type == resource_type, ref.c.param == param,
@@ -178,44 +179,48 @@ def managed_by(orgs: Iterable[str]) -> Link:
     return Link(rows(REF.c.target_id), rows(unindexed(REF.c.target_id)))
 
 
-def _teams_of(role_id: str) -> Select:
-    return select(REF.c.resource_id).where(
+def teams_of(conn: Connection, role: str | None) -> tuple[list[str], list[str]]:
+    """The CareTeams (ids) the user's PractitionerRole takes part in, and every
+    PractitionerRole (ids) taking part in one of them: read once when the view is built, so
+    that the view's SQL carries them as lists (as nested selects they were repeated in every
+    link and made PostgreSQL plan each search for several milliseconds)."""
+    role_id = role.partition("/")[2] if role else ""
+    if not role_id:
+        return [], []
+    teams = sorted(conn.execute(select(REF.c.resource_id).where(
         REF.c.resource_type == "CareTeam", REF.c.param == "participant",
-        REF.c.target_type == "PractitionerRole", REF.c.target_id == role_id)
+        REF.c.target_type == "PractitionerRole", REF.c.target_id == role_id)).scalars())
+    if not teams:
+        return [], []
+    mates = sorted(set(conn.execute(select(REF.c.target_id).where(
+        REF.c.resource_type == "CareTeam", REF.c.param == "participant",
+        REF.c.target_type == "PractitionerRole", REF.c.resource_id.in_(teams),
+        REF.c.target_id.is_not(None))).scalars()))
+    return teams, mates
 
 
-def care_links(practitioner: str | None, role: str | None) -> list[Link]:
-    """Patients of the user's own care: GP, care manager, care teams."""
+def care_links(practitioner: str | None, role: str | None, teams: Sequence[str] = (),
+               teammates: Sequence[str] = ()) -> list[Link]:
+    """Patients of the user's own care: GP, care manager, care teams. ``teams`` and
+    ``teammates`` are ``teams_of(role)``."""
     own = [r for r in (practitioner, role) if r]
+    own += [f"PractitionerRole/{m}" for m in teammates if f"PractitionerRole/{m}" != role]
     if not own:
         return []
-
-    def who(hidden: bool) -> list[ColumnElement[bool]]:
-        terms = _target_terms(own, hidden=hidden)
-        if role:
-            mates = REF.alias()
-            teammates = select(mates.c.target_id).where(
-                mates.c.resource_type == "CareTeam", mates.c.param == "participant",
-                mates.c.target_type == "PractitionerRole",
-                mates.c.resource_id.in_(_teams_of(role.partition("/")[2])))
-            target = unindexed(REF.c.target_id) if hidden else REF.c.target_id
-            terms.append(and_(REF.c.target_type == "PractitionerRole",
-                              target.in_(teammates)))
-        return terms
 
     def gp(hidden: bool) -> Select:
         return select(REF.c.resource_id).where(
             REF.c.resource_type == "Patient", REF.c.param == "general-practitioner",
-            or_(*who(hidden)))
+            or_(*_target_terms(own, hidden=hidden)))
 
     # R4's care-manager indexes Practitioner references only; the platform's
     # care-manager-role (kangqiao.fhir.search.params) the PractitionerRole ones the county uses
     managed_episodes = _referring("EpisodeOfCare", ("care-manager", "care-manager-role"),
-                                  who(False), _having_status(
+                                  _target_terms(own), _having_status(
                                       "EpisodeOfCare", REF.c.resource_id, ["active"]))
     out = [Link(gp(False), gp(True)), _patients_of("EpisodeOfCare", "patient", managed_episodes)]
-    if role:
-        out.append(_patients_of("CareTeam", "patient", _teams_of(role.partition("/")[2])))
+    if teams:
+        out.append(_patients_of("CareTeam", "patient", list(teams)))
     return out
 
 

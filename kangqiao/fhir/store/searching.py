@@ -19,6 +19,7 @@ from kangqiao.fhir.search import plan
 from kangqiao.fhir.search.query import SearchSpec, build_search
 from kangqiao.fhir.store import schema
 from kangqiao.fhir.store.records import Stored, is_valid_id
+from kangqiao.security.gate import readable
 
 if TYPE_CHECKING:
     from kangqiao.security.gate import Access, Gate
@@ -94,21 +95,34 @@ class SearchMixin:
                  *self._visible(resource_type, anchored=_anchored(spec, self.conn))]
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
-        n: int | None = None
-        if total != "none":
-            n = self.conn.execute(select(func.count()).select_from(R).where(*where)).scalar_one()
         if count <= 0:
-            return Page([], n, list(spec.warnings))
+            return Page([], self._total(where, total), list(spec.warnings))
         if spec.order_by or offset:
             stmt = (select(R).where(*where)
                     .order_by(*spec.order_by, R.c.resource_type, R.c.id)
-                    .limit(count).offset(offset))
-            return Page(self._readable(self.conn.execute(stmt)), n, list(spec.warnings))
-        return self._keyset_page(where, count, after, before, n, spec.warnings)
+                    .limit(count + 1).offset(offset))
+            rows = list(self.conn.execute(stmt))
+            # a page that is not full, and has rows or is the first, ends the matches: the
+            # total is known without counting
+            known = offset + len(rows) if len(rows) <= count and (rows or not offset) else None
+            return Page(self._readable(rows[:count]), self._total(where, total, known),
+                        list(spec.warnings))
+        return self._keyset_page(where, count, after, before, total, spec.warnings)
+
+    def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None
+               ) -> int | None:
+        """``_total``: none, or the number of matches (``known`` when the page showed them
+        all, so that a search with few matches runs one query, not two)."""
+        if mode == "none":
+            return None
+        if known is not None:
+            return known
+        return int(self.conn.execute(select(func.count()).select_from(R).where(*where))
+                   .scalar_one())
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,
-                     total: int | None, warnings: list[Issue]) -> Page:
+                     total: str, warnings: list[Issue]) -> Page:
         key = tuple_(R.c.resource_type, R.c.id)
         if before is not None:
             stmt = select(R).where(*where, key < tuple_(*before)).order_by(
@@ -124,13 +138,20 @@ class SearchMixin:
             more_after, rows = len(rows) > count, rows[:count]
             more_before = after is not None
         keys = [(r.resource_type, r.id) for r in rows]
-        return Page(self._readable(rows), total, list(warnings),
+        known = len(rows) if not (more_before or more_after) else None
+        return Page(self._readable(rows), self._total(where, total, known), list(warnings),
                     first_key=keys[0] if keys else None, last_key=keys[-1] if keys else None,
                     more_after=more_after and bool(keys), more_before=more_before and bool(keys))
 
     def _readable(self, rows: Any) -> list[Stored]:
-        return [s for s in (_stored(r) for r in rows)
-                if self.gate.may_read(self.access, s.content or {})]
+        return self._allowed([_stored(r) for r in rows])
+
+    def _allowed(self, items: list[Stored]) -> list[Stored]:
+        """The items the gate lets this access read (tombstones, with no content, stay)."""
+        shown = readable(self.gate, self.access, [s.content for s in items
+                                                  if s.content is not None])
+        flags = iter(shown)
+        return [s for s in items if s.content is None or next(flags)]
 
     def history(self, resource_type: str | None, resource_id: str | None,
                 window: HistoryWindow, *, count: int, offset: int = 0) -> Page:
@@ -157,9 +178,7 @@ class SearchMixin:
                 .order_by(H.c.last_updated.desc(), H.c.resource_type, H.c.id,
                           H.c.version_id.desc())
                 .limit(count).offset(offset))
-        items = [_stored(r, method=r.method) for r in self.conn.execute(stmt)]
-        items = [s for s in items
-                 if s.content is None or self.gate.may_read(self.access, s.content)]
+        items = self._allowed([_stored(r, method=r.method) for r in self.conn.execute(stmt)])
         n = self.conn.execute(select(func.count()).select_from(H).where(*where)).scalar_one()
         return Page(items, n)
 
@@ -223,6 +242,9 @@ class IncludeMixin:
                  ) -> list[ColumnElement[bool]]:
         raise NotImplementedError
 
+    def _readable(self, rows: Any) -> list[Stored]:
+        raise NotImplementedError
+
     def included(self, matches: list[Stored], includes: list[tuple[str, str | None, str | None]],
                  revincludes: list[tuple[str, str | None, str | None]], *,
                  iterate: bool = False, limit: int = 1000) -> list[Stored]:
@@ -273,8 +295,7 @@ class IncludeMixin:
                                    R.c.deleted.is_(False),
                                    *self._visible(None, anchored=True)).order_by(
                 R.c.resource_type, R.c.id)
-            out.extend(s for s in (_stored(r) for r in self.conn.execute(stmt))
-                       if self.gate.may_read(self.access, s.content or {}))
+            out.extend(self._readable(self.conn.execute(stmt)))
         return out
 
     def everything(self, patient_id: str, *, types: set[str] | None, since: datetime | None,
@@ -295,7 +316,6 @@ class IncludeMixin:
             where.append(R.c.last_updated >= since)
         stmt = (select(R).where(*where).order_by(R.c.resource_type, R.c.id)
                 .limit(count).offset(offset))
-        items = [s for s in (_stored(r) for r in self.conn.execute(stmt))
-                 if self.gate.may_read(self.access, s.content or {})]
+        items = self._readable(self.conn.execute(stmt))
         total = self.conn.execute(select(func.count()).select_from(R).where(*where)).scalar_one()
         return Page(items, total)

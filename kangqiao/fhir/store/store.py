@@ -34,7 +34,7 @@ from kangqiao.fhir.store.db import (
 from kangqiao.fhir.store.records import Stored, check_id, is_valid_id, new_id, stamp, utcnow
 from kangqiao.fhir.store.searching import IncludeMixin, SearchMixin
 from kangqiao.fhir.validation import validate_resource
-from kangqiao.security.gate import Access, Action, Gate, TrustedGate
+from kangqiao.security.gate import Access, Action, Gate, TrustedGate, readable
 
 R = schema.resource
 _ONE_US = timedelta(microseconds=1)
@@ -453,8 +453,9 @@ class UnitOfWork(SearchMixin, IncludeMixin):
                             R.c.deleted.is_(False))).all()
         by_id = {r.id: Stored(resource_type, r.id, r.version_id, r.last_updated, r.deleted,
                               r.content) for r in rows}
-        return [by_id[i] for i in ids if i in by_id
-                and self.gate.may_read(self.access, by_id[i].content or {})]
+        found = [by_id[i] for i in ids if i in by_id]
+        shown = readable(self.gate, self.access, [s.content or {} for s in found])
+        return [s for s, ok in zip(found, shown, strict=True) if ok]
 
 
 class _CreatedConcurrently(Exception):

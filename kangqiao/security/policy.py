@@ -26,6 +26,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Select,
     String,
     and_,
     bindparam,
@@ -39,7 +40,7 @@ from sqlalchemy import (
 from kangqiao.fhir.outcome import FhirError
 from kangqiao.fhir.search.dates import now_utc
 from kangqiao.fhir.store import schema
-from kangqiao.fhir.store.db import member_of
+from kangqiao.fhir.store.db import member_of, member_of_named
 from kangqiao.security import masking, rules
 from kangqiao.security.context import TRAIL, UOW
 from kangqiao.security.fieldcrypt import values_of
@@ -317,13 +318,21 @@ class Policy:
             if view.everyone or view.nobody:
                 state.visible.update(dict.fromkeys(todo, view.everyone))
                 return
+            # built once per user (the probe is a large expression: building it and its
+            # cache key cost more than running it for a page of hits)
+            stmt, ids_value = self._cached(conn, access, "warm", lambda: self._warm_sql(
+                conn, view))
             for start in range(0, len(todo), 20_000):
                 # Only ids with a Patient row are decided here (as ``condition`` would,
                 # which tests rows); any other id is left to ``patient_visible``.
-                among = member_of(conn, todo[start:start + 20_000])
-                decided = conn.execute(select(R.c.id, view.probe(R.c.id)).where(
-                    R.c.resource_type == "Patient", among(R.c.id)))
+                decided = conn.execute(stmt, {"ids": ids_value(todo[start:start + 20_000])})
                 state.visible.update({pid: bool(flag) for pid, flag in decided})
+
+    @staticmethod
+    def _warm_sql(conn: Connection, view: PatientView) -> tuple[Select[Any], Any]:
+        among, ids_value = member_of_named(conn, "ids")
+        return select(R.c.id, view.probe(R.c.id)).where(
+            R.c.resource_type == "Patient", among(R.c.id)), ids_value
 
     def visible_patients(self, access: Access, patient_ids: Iterable[str]) -> list[str]:
         """The ids among ``patient_ids`` (ids of Patient rows: the filter tests rows) that

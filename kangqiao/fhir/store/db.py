@@ -190,6 +190,19 @@ def member_of(conn: Connection, ids: Sequence[str]) -> Member:
     return lambda column: column == any_(array)
 
 
+def member_of_named(conn: Connection, name: str
+                    ) -> tuple[Member, Callable[[Sequence[str]], Any]]:
+    """``member_of`` with a named parameter and no value, for a statement built once and
+    run with many lists: the condition, and what to pass as ``name`` for a list of ids."""
+    if is_sqlite(conn):
+        values: Select[Any] = select(literal_column("value")).select_from(
+            func.json_each(bindparam(name, type_=String())))
+        return (lambda column: column.in_(values.scalar_subquery()),
+                lambda ids: orjson.dumps(list(ids)).decode())
+    array = bindparam(name, type_=postgresql.ARRAY(String()))
+    return (lambda column: column == any_(array)), list
+
+
 class _SqliteWriterQueue:
     """Writers of one SQLite file queue here before ``BEGIN IMMEDIATE``: threads of this
     process on a lock, processes on an ``flock`` of ``<database>-writer.lock``. Both wake the

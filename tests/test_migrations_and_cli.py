@@ -49,3 +49,14 @@ def test_postgresql_sessions_run_without_jit(engine: Engine) -> None:
     # queries for seconds (docs/benchmarks.md): the store's sessions turn JIT off.
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_postgresql_keeps_joint_statistics_of_token_lookups(engine: Engine) -> None:
+    # Without them a common code of one parameter (Condition / code / I10) is estimated as
+    # rare and a GP's page hashes every match instead of walking them in key order.
+    with engine.connect() as conn:
+        kinds, target = conn.exec_driver_sql(
+            "SELECT stxkind::text, stxstattarget FROM pg_statistic_ext "
+            "WHERE stxname = 'st_search_token_lookup'").one()
+    assert set(kinds.strip("{}").split(",")) == {"m", "f"} and target == 1000

@@ -78,7 +78,7 @@ class SearchMixin:
         spec = build_search(resource_type, _checked(params), strict=True)
         stmt = (select(R.c.id)
                 .where(R.c.resource_type == resource_type, R.c.deleted.is_(False), *spec.where,
-                       *self._visible(resource_type, anchored=_anchored(spec, self.conn)))
+                       *self._visible(resource_type, anchored=_anchored(spec)))
                 .limit(2))
         return [row.id for row in self.conn.execute(stmt)]
 
@@ -92,7 +92,7 @@ class SearchMixin:
         self.flush()
         spec = build_search(resource_type, _checked(params), strict=strict)
         where = [R.c.deleted.is_(False), *spec.where,
-                 *self._visible(resource_type, anchored=_anchored(spec, self.conn))]
+                 *self._visible(resource_type, anchored=_anchored(spec))]
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
         if count <= 0:
@@ -183,15 +183,15 @@ class SearchMixin:
         return Page(items, n)
 
 
-def _anchored(spec: SearchSpec, conn: Connection) -> bool:
+def _anchored(spec: SearchSpec) -> bool:
     """Whether the search reads a bounded set of rows by index (see search/plan.py), so that
-    testing each row beats listing what the user may see. Measured (docs/benchmarks.md):
-    PostgreSQL loses with a range driver (composite values: 4.4 s against 0.3 s at 100k
-    residents), SQLite gains even then since a user's team mates are read once per view
-    (``visibility.teams_of``) rather than re-run in each row's test (a GP's laboratory list
-    at 20,000 residents: 371 -> 40 ms, HbA1c 484 -> 38 ms)."""
-    limit = plan.RANGE if conn.dialect.name == "sqlite" else plan.WEAK_PREFIX
-    return spec.driver_rank <= limit
+    testing each row beats listing what the user may see: any driver up to a range. While a
+    user's team mates were nested selects in every link, each row's test re-ran them (SQLite)
+    or cost more than the list (PostgreSQL: composite values, 4.4 s against 0.3 s at 100k
+    residents); read once per view (``visibility.teams_of``), the test wins on both
+    (docs/benchmarks.md: a GP's systolic >= 160 at 200,000 residents on PostgreSQL 184 ->
+    33 ms, laboratory list at 20,000 on SQLite 371 -> 40 ms)."""
+    return spec.driver_rank <= plan.RANGE
 
 
 def _checked(params: list[tuple[str, str]]) -> list[tuple[str, str]]:

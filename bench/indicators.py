@@ -93,6 +93,15 @@ class Timed:
         self.log.append((time.perf_counter() - t, time.process_time() - cpu, sql))
         return result
 
+    def cursor(self) -> Timed:
+        """Another connection (the full build's view workers) timed into the same log."""
+        timed = Timed(self._con.cursor())
+        timed.log = self.log
+        return timed
+
+    def close(self) -> None:
+        self._con.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
 

@@ -107,7 +107,7 @@ class Dialect:
     def starts_with(self, s: str, prefix: str) -> str:
         return f"starts_with({s}, {prefix})"
 
-    def contains(self, s: str, part: str) -> str:
+    def has_text(self, s: str, part: str) -> str:
         return f"contains({s}, {part})"
 
     def substr_from(self, s: str, start: int) -> str:
@@ -239,7 +239,7 @@ class SparkDialect(Dialect):
     def starts_with(self, s: str, prefix: str) -> str:
         return f"startswith({s}, {prefix})"
 
-    def contains(self, s: str, part: str) -> str:
+    def has_text(self, s: str, part: str) -> str:
         return f"(instr({s}, {part}) > 0)"
 
     def find(self, s: str, pattern: str) -> str:

@@ -146,7 +146,7 @@ def fn_getReferenceKey(c: Compiler, base: Val, args: tuple[Node, ...], ctx: Ctx)
         prefix = wanted + "/"
         rest = c.d.substr_from(r, len(prefix) + 1)
         return Val(f"(CASE WHEN {c.d.starts_with(r, c.d.lit(prefix))} AND NOT "
-                   f"{c.d.contains(rest, c.d.lit('/'))} THEN nullif({rest}, '') "
+                   f"{c.d.has_text(rest, c.d.lit('/'))} THEN nullif({rest}, '') "
                    f"WHEN {rtype} = {c.d.lit(wanted)} THEN {rid} END)", False, "str")  # fmt: skip
 
     if base.kind != "json":

@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, l
 from kangqiao.analytics.viewsql import merge_structures, read_json_sql
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+VIEW_WORKERS = 2  # connections building the view tables of a full build at once
 FACT_COLUMNS = (
     "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
     "vals DOUBLE[]"
@@ -256,23 +258,42 @@ class IndicatorStore:
         by_type: dict[str, list[str]] = {}
         for name in self.views:
             by_type.setdefault(self._compiled[name].view.resource, []).append(name)
+        jobs: list[tuple[int, list[str]]] = []  # (bytes to read, statements) per type
         for rtype, names in by_type.items():
             mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
+            size = sum(Path(f).stat().st_size for f in mine)
             shared = self._shared_structure(names) if mine and len(names) > 1 else None
             if shared is None:
-                for name in names:
-                    self.con.execute(
-                        f"CREATE OR REPLACE {into}{name} AS {self._view_sql(name, files)}"
-                    )
+                jobs.append((size, [f"CREATE OR REPLACE {into}{name} AS "
+                                    f"{self._view_sql(name, files)}" for name in names]))
                 continue
-            self.con.execute(
+            job = [
                 f"CREATE OR REPLACE TEMP TABLE _parsed AS SELECT resource FROM "
                 f"{read_json_sql(mine, shared)} WHERE resource.\"resourceType\" = {_sql_str(rtype)}"
-            )
+            ]
             for name in names:
                 sql = self._keyed(name, self._compiled[name].sql_parsed("_parsed"))
-                self.con.execute(f"CREATE OR REPLACE {into}{name} AS {sql}")
-            self.con.execute("DROP TABLE _parsed")
+                job.append(f"CREATE OR REPLACE {into}{name} AS {sql}")
+            jobs.append((size, [*job, "DROP TABLE _parsed"]))
+        if into.startswith("TEMP") or len(jobs) < 2:  # temp tables belong to this connection
+            for _size, statements in jobs:
+                for sql in statements:
+                    self.con.execute(sql)
+            return
+        # A full build: the resource types are independent, and one statement leaves a
+        # core idle at times (reading a file's end, writing the table), so two
+        # connections run them at once, the biggest files first.
+        def run(statements: list[str]) -> None:
+            cursor = self.con.cursor()
+            try:
+                for sql in statements:
+                    cursor.execute(sql)
+            finally:
+                cursor.close()
+
+        with ThreadPoolExecutor(VIEW_WORKERS) as pool:
+            for done in [pool.submit(run, st) for _s, st in sorted(jobs, key=lambda j: -j[0])]:
+                done.result()
 
     def _shared_structure(self, names: list[str]) -> dict[str, object] | None:
         merged: object = {}

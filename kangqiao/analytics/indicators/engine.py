@@ -29,7 +29,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, l
 from kangqiao.analytics.viewsql import merge_structures, read_json_sql
 
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
-VIEW_WORKERS = 2  # connections building the view tables of a full build at once
+REFRESH_CHECKPOINT_THRESHOLD = "1GB"  # WAL a refresh may leave for a later checkpoint
 FACT_COLUMNS = (
     "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
     "vals DOUBLE[]"
@@ -132,14 +131,27 @@ class IndicatorStore:
 
         One transaction: a failed refresh leaves the store as it was, and the database file
         is written once at the commit instead of after each of the ~150 statements."""
-        self.con.execute("BEGIN TRANSACTION")
+        # The commit writes the WAL only; folding it into the file (a checkpoint, which
+        # DuckDB would run at this commit: ~3 s at a million residents, most of the
+        # refresh) is left to close() or checkpoint(), when nobody waits for the results.
+        row = self.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+        self.con.execute(f"SET checkpoint_threshold = '{REFRESH_CHECKPOINT_THRESHOLD}'")
         try:
-            done = self._refresh(inputs)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.con.execute("COMMIT")
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                done = self._refresh(inputs)
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
+        finally:
+            if row is not None:
+                self.con.execute(f"SET checkpoint_threshold = {_sql_str(str(row[0]))}")
         return done
+
+    def checkpoint(self) -> None:
+        """Write the refreshes' WAL into the database file (close() does it too)."""
+        self.con.execute("CHECKPOINT")
 
     def _refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
         touched_views = self._stage(input_files(inputs))
@@ -258,42 +270,23 @@ class IndicatorStore:
         by_type: dict[str, list[str]] = {}
         for name in self.views:
             by_type.setdefault(self._compiled[name].view.resource, []).append(name)
-        jobs: list[tuple[int, list[str]]] = []  # (bytes to read, statements) per type
         for rtype, names in by_type.items():
             mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
-            size = sum(Path(f).stat().st_size for f in mine)
             shared = self._shared_structure(names) if mine and len(names) > 1 else None
             if shared is None:
-                jobs.append((size, [f"CREATE OR REPLACE {into}{name} AS "
-                                    f"{self._view_sql(name, files)}" for name in names]))
+                for name in names:
+                    self.con.execute(
+                        f"CREATE OR REPLACE {into}{name} AS {self._view_sql(name, files)}"
+                    )
                 continue
-            job = [
+            self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _parsed AS SELECT resource FROM "
                 f"{read_json_sql(mine, shared)} WHERE resource.\"resourceType\" = {_sql_str(rtype)}"
-            ]
+            )
             for name in names:
                 sql = self._keyed(name, self._compiled[name].sql_parsed("_parsed"))
-                job.append(f"CREATE OR REPLACE {into}{name} AS {sql}")
-            jobs.append((size, [*job, "DROP TABLE _parsed"]))
-        if into.startswith("TEMP") or len(jobs) < 2:  # temp tables belong to this connection
-            for _size, statements in jobs:
-                for sql in statements:
-                    self.con.execute(sql)
-            return
-        # A full build: the resource types are independent, and one statement leaves a
-        # core idle at times (reading a file's end, writing the table), so two
-        # connections run them at once, the biggest files first.
-        def run(statements: list[str]) -> None:
-            cursor = self.con.cursor()
-            try:
-                for sql in statements:
-                    cursor.execute(sql)
-            finally:
-                cursor.close()
-
-        with ThreadPoolExecutor(VIEW_WORKERS) as pool:
-            for done in [pool.submit(run, st) for _s, st in sorted(jobs, key=lambda j: -j[0])]:
-                done.result()
+                self.con.execute(f"CREATE OR REPLACE {into}{name} AS {sql}")
+            self.con.execute("DROP TABLE _parsed")
 
     def _shared_structure(self, names: list[str]) -> dict[str, object] | None:
         merged: object = {}
@@ -475,25 +468,41 @@ class IndicatorStore:
         rows to delete; the new facts are computed into ``_new_facts``, which gives the
         cells to add before they are appended."""
         delta = cells.Delta(self)
-        where = " OR ".join(f"({self._scope_sql(s)})" for s in scopes)
+        # The scopes' patients, one row each with a flag per scope, joined to s_facts: one
+        # hash join over the table instead of a semi-join per scope.
+        flags = ", ".join(f"bool_or(scope = {i}) AS in_{i}" for i in range(len(scopes)))
+        listed = " UNION ALL ".join(
+            f"SELECT patient_id, {i} AS scope FROM {s.patients}" for i, s in enumerate(scopes)
+        )
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _old_facts AS "
-            f"SELECT rowid AS fact_row, * FROM s_facts WHERE {where}"
+            f"CREATE OR REPLACE TEMP TABLE _scope AS SELECT patient_id, {flags} "
+            f"FROM ({listed}) GROUP BY patient_id"
+        )
+        where = " OR ".join(f"(p.in_{i} AND {self._scope_sql(s)})" for i, s in enumerate(scopes))
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _old_facts AS SELECT f.rowid AS fact_row, f.* "
+            f"FROM s_facts f JOIN _scope p ON f.patient_id = p.patient_id WHERE {where}"
         )
         delta.record("_old_facts", -1, old_dim)
         self.con.execute("DELETE FROM s_facts WHERE rowid IN (SELECT fact_row FROM _old_facts)")
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE _new_facts ({FACT_COLUMNS})")
         for scope in scopes:
             self._compute_facts(scope.indicators, scope.patients, scope.periods, "_new_facts")
-        delta.record("_new_facts", 1)
+        # The new facts are the scopes' patients': their strata from their rows of d_dim
+        # (a small build side, not the whole county's).
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE _new_dim AS SELECT d.* FROM main.d_dim d "
+            "JOIN _scope p ON d.patient_id = p.patient_id"
+        )
+        delta.record("_new_facts", 1, "_new_dim")
         self.con.execute("INSERT INTO s_facts SELECT * FROM _new_facts")
         delta.apply()
-        for table in ("_old_facts", "_new_facts"):
+        for table in ("_old_facts", "_new_facts", "_new_dim", "_scope"):
             self.con.execute(f"DROP TABLE {table}")
 
     def _scope_sql(self, scope: FactScope) -> str:
-        """The condition on ``s_facts`` rows that selects the facts of ``scope``."""
-        conds = [f"patient_id IN (SELECT patient_id FROM {scope.patients})"]
+        """The condition on the facts of the scope's patients that selects ``scope``'s."""
+        conds = ["TRUE"]
         if {i.id for i in scope.indicators} != {i.id for i in self.catalogue}:
             conds.append(f"indicator_id IN ({', '.join(_sql_str(i.id) for i in scope.indicators)})")
         if scope.periods is not None:

@@ -495,8 +495,8 @@ class IndicatorStore:
         # Most replaced facts come out the same (a visit changes its month and year, not
         # the other periods): an old fact equal to its new one, of a patient whose strata
         # did not change, adds nothing to the cells and stays in s_facts. Only the others
-        # are deleted, summed into the delta and appended (a twentieth at a million
-        # residents, hence a smaller delta, DELETE, INSERT and WAL).
+        # are deleted, summed into the delta and appended (a million residents' day:
+        # 12,278 of 926,244 old facts and 24,079 of 938,045 new ones).
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE _restrata AS "
             f"SELECT patient_id FROM (SELECT * FROM {old_dim} EXCEPT SELECT * FROM _new_dim) "

@@ -104,6 +104,16 @@ class Dialect:
     def full_match(self, s: str, pattern: str) -> str:
         return f"regexp_full_match({s}, {self.lit(pattern)})"
 
+    def starts_with(self, s: str, prefix: str) -> str:
+        return f"starts_with({s}, {prefix})"
+
+    def has_text(self, s: str, part: str) -> str:
+        return f"contains({s}, {part})"
+
+    def substr_from(self, s: str, start: int) -> str:
+        """``s`` from the 1-based character ``start`` on."""
+        return f"substr({s}, {start})"
+
     def find(self, s: str, pattern: str) -> str:
         return f"regexp_matches({s}, {self.lit(pattern)})"
 
@@ -225,6 +235,12 @@ class SparkDialect(Dialect):
 
     def full_match(self, s: str, pattern: str) -> str:
         return f"({s} RLIKE {self.lit('^(?:' + pattern + ')$')})"
+
+    def starts_with(self, s: str, prefix: str) -> str:
+        return f"startswith({s}, {prefix})"
+
+    def has_text(self, s: str, part: str) -> str:
+        return f"(instr({s}, {part}) > 0)"
 
     def find(self, s: str, pattern: str) -> str:
         return f"({s} RLIKE {self.lit(pattern)})"

@@ -60,6 +60,20 @@ def test_get_reference_key_with_and_without_type() -> None:
     assert one("performer.getReferenceKey()", collection=True)["o1"] == ["dr1", "org1"]
 
 
+def test_get_reference_key_of_a_type_beside_the_plain_form() -> None:
+    # The plain Type/id form is keyed by a prefix test; every other form must still go
+    # through the general split.
+    refs = {"a": "Patient/p1", "b": "Patient/p2/_history/3", "c": "http://h/fhir/Patient/p4",
+            "d": "Patient/", "e": "PatientX/p5", "f": "Patient/p6/extra", "g": None}
+    docs = [{"resourceType": "Observation", "id": k, "status": "final", "code": {"text": "x"},
+             **({"subject": {"reference": r}} if r else {}),
+             "performer": [{"display": "no reference"}, {"reference": r or "Group/g"}]}
+            for k, r in refs.items()]  # fmt: skip
+    want = {"a": "p1", "b": "p2", "c": "p4", "d": None, "e": None, "f": None, "g": None}
+    assert one("subject.getReferenceKey(Patient)", docs) == want
+    assert one("performer.getReferenceKey(Patient).first()", docs) == want
+
+
 def test_of_type_selects_the_choice_element() -> None:
     assert one("value.ofType(Quantity).value") == {"o1": 1.5, "o2": None, "o3": None}
     assert one("value.ofType(integer)") == {"o1": None, "o2": 12, "o3": None}

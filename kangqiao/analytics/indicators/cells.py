@@ -32,6 +32,18 @@ TABLE = (
 )
 
 
+# Age in completed years as integers (``derived`` macro ``age_on``, the same arithmetic):
+# year and MMDD of the birth day per patient and of the period's end per period, so that
+# the per-fact work is integer arithmetic rather than four date-part extractions.
+_DIM_AGE = "year(birth_date) AS birth_year, month(birth_date) * 100 + day(birth_date) AS birth_md"
+_PERIODS = (
+    "(SELECT period, year(end_date) AS end_year, month(end_date) * 100 + day(end_date) "
+    "AS end_md FROM s_periods)"
+)
+_AGE = "p.end_year - d.birth_year - CASE WHEN p.end_md < d.birth_md THEN 1 ELSE 0 END"
+_STRATA = ("township_id", "village_id", "doctor_id", "sex")
+
+
 def strata_sql(facts: str = "s_facts", where: str = "TRUE", dim: str = "d_dim") -> str:
     """Each fact of the table ``facts`` matching ``where`` with the strata of its cell
     (those of ``dim``)."""
@@ -41,11 +53,11 @@ def strata_sql(facts: str = "s_facts", where: str = "TRUE", dim: str = "d_dim") 
             coalesce(d.village_id, '{UNKNOWN}') AS village_id,
             coalesce(d.doctor_id, '{UNKNOWN}') AS doctor_id,
             coalesce(d.gender, '{UNKNOWN}') AS sex,
-            coalesce(age_band(age_on(d.birth_date, p.end_date)), '{UNKNOWN}') AS age_band,
+            coalesce(age_band({_AGE}), '{UNKNOWN}') AS age_band,
             f.num, f.den, f.vals
         FROM (SELECT * FROM {facts} WHERE {where}) f
-        JOIN s_periods p ON p.period = f.period
-        LEFT JOIN {dim} d ON d.patient_id = f.patient_id"""
+        JOIN {_PERIODS} p ON p.period = f.period
+        LEFT JOIN (SELECT *, {_DIM_AGE} FROM {dim}) d ON d.patient_id = f.patient_id"""
 
 
 def cells_sql(where: str = "TRUE", dim: str = "d_dim", facts: str = "s_facts") -> str:
@@ -58,9 +70,41 @@ def cells_sql(where: str = "TRUE", dim: str = "d_dim", facts: str = "s_facts") -
         GROUP BY ALL"""
 
 
+def all_cells_sql() -> str:
+    """:func:`cells_sql` of every fact, for a full build.
+
+    The four place and sex strata of a patient are numbered (``cell_no``) before the
+    facts are grouped: grouping ~17 facts per resident by one integer and the age band
+    instead of four strings saves ~20-40% of this query; the strings are joined back to
+    the groups. (Numbering every patient costs a sort of d_dim: not worth it for the few
+    facts of a refresh.)"""
+    strata = ", ".join(
+        f"coalesce({'gender' if c == 'sex' else c}, '{UNKNOWN}') AS {c}" for c in _STRATA
+    )
+    return f"""
+        WITH d AS (
+            SELECT patient_id, {strata}, {_DIM_AGE},
+                dense_rank() OVER (ORDER BY {", ".join(_STRATA)}) AS cell_no
+            FROM d_dim),
+        g AS (
+            SELECT f.indicator_id, f.period, d.cell_no,
+                coalesce(age_band({_AGE}), '{UNKNOWN}') AS age_band,
+                count(*) AS n, sum(f.num) AS num, sum(f.den) AS den,
+                flatten(list(f.vals) FILTER (WHERE f.vals IS NOT NULL)) AS vals
+            FROM s_facts f
+            JOIN {_PERIODS} p ON p.period = f.period
+            LEFT JOIN d ON d.patient_id = f.patient_id
+            GROUP BY ALL),
+        names AS (SELECT DISTINCT cell_no, {", ".join(_STRATA)} FROM d)
+        SELECT g.indicator_id, g.period,
+            {", ".join(f"coalesce(names.{c}, '{UNKNOWN}') AS {c}" for c in _STRATA)},
+            g.age_band, g.n, g.num, g.den, g.vals
+        FROM g LEFT JOIN names ON names.cell_no = g.cell_no"""
+
+
 def rebuild(store: IndicatorStore) -> None:
     store.con.execute(TABLE)
-    store.con.execute(f"INSERT INTO s_cells {cells_sql()}")
+    store.con.execute(f"INSERT INTO s_cells {all_cells_sql()}")
 
 
 def _in(ids: Sequence[str]) -> str:

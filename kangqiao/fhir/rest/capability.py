@@ -76,7 +76,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "documentation": "Batch and transaction bundles are processed atomically "
-            "(transaction) or per entry (batch). Paging uses _count and _offset. _include and "
+            "(transaction) or per entry (batch). Paging uses _count and _offset. _total accepts "
+            "none, estimate and accurate; an estimate is the exact count. _include and "
             "_revinclude accept Type:param[:target], * and :iterate. Search on _text, "
             "_content, _list, _query and _filter is not supported. Bulk Data $export (IG 2.0) "
             "runs at system, Patient and Group level with _outputFormat (NDJSON), _type, "

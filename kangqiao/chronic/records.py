@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from kangqiao.chronic.forms import MEASURES, visit_from_answers
+from kangqiao.chronic.forms.items import bp_reversed
 from kangqiao.chronic.rules import (
     BloodPressure,
     Disease,
@@ -221,7 +222,7 @@ def plausible(values: dict[str, float]) -> tuple[dict[str, float], tuple[Implaus
             out.append(Implausible(m.zh, m.display, f"{value:g}", m.unit, m.minimum, m.maximum))
             del kept[code]
     sbp, dbp = kept.get(SBP), kept.get(DBP)
-    swapped = sbp is not None and dbp is not None and sbp <= dbp
+    swapped = sbp is not None and dbp is not None and bp_reversed(sbp, dbp)
     if swapped:
         out.append(Implausible("血压（收缩压不高于舒张压）",
                                "Blood pressure (systolic not above diastolic)",

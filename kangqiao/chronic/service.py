@@ -22,6 +22,7 @@ from kangqiao.chronic.forms import (
     questionnaire,
     visit_from_answers,
 )
+from kangqiao.chronic.forms.items import bp_reversed
 from kangqiao.chronic.forms.observations import answers_from_response
 from kangqiao.chronic.records import (
     CS_CAREPLAN_CATEGORY,
@@ -151,7 +152,7 @@ def _checked_answers(answers: Mapping[str, Any], when: date | datetime) -> dict[
             raise FhirError.of(422, "value", f"{link_id}: {value} {measure.unit} is outside "
                                f"the plausible range {measure.minimum}-{measure.maximum}")
     sbp, dbp = flat.get("bp-systolic"), flat.get("bp-diastolic")
-    if sbp not in (None, "") and dbp not in (None, "") and sbp <= dbp:  # fields swapped
+    if sbp not in (None, "") and dbp not in (None, "") and bp_reversed(sbp, dbp):
         raise FhirError.of(422, "value", f"bp-systolic: {sbp} mmHg must be above bp-diastolic "
                            f"{dbp} mmHg")
     return flat

@@ -64,6 +64,12 @@ PERMISSION = {"create": "c", "update": "u", "patch": "u", "delete": "d"}
 EXCLUDED = rules.ADMIN_ONLY
 
 
+def _patients(resource: dict[str, Any]) -> set[str]:
+    """The patients (ids) a resource of patient data names; none for other types."""
+    rtype = str(resource.get("resourceType"))
+    return patients_of(resource) if rules.is_patient_data(rtype) else set()
+
+
 def _id(reference: str | None) -> str | None:
     return reference.partition("/")[2] or None if reference else None
 
@@ -238,8 +244,17 @@ class Policy:
     # ---- may_read ------------------------------------------------------------------------
 
     def may_read(self, access: Access, resource: dict[str, Any]) -> bool:
+        return self._read(access, resource, _patients(resource))
+
+    def may_read_all(self, access: Access, resources: list[dict[str, Any]]) -> list[bool]:
+        """``may_read`` of each, the visibility of all their patients decided at once."""
+        patients = [_patients(r) for r in resources]
+        if access.role != rules.SYSTEM and len(resources) > 1:
+            self.warm_patients(access, set().union(*patients))
+        return [self._read(access, r, p) for r, p in zip(resources, patients, strict=True)]
+
+    def _read(self, access: Access, resource: dict[str, Any], patients: set[str]) -> bool:
         rtype = str(resource.get("resourceType"))
-        patients = patients_of(resource) if rules.is_patient_data(rtype) else set()
         allowed = self._may_read(access, rtype, resource, patients)
         if allowed and self.must_mask(access, resource):
             masking.mask_in_place(resource)  # the very dict the store returns
@@ -250,14 +265,6 @@ class Policy:
             else:
                 trail.hidden += 1
         return allowed
-
-    def may_read_all(self, access: Access, resources: list[dict[str, Any]]) -> list[bool]:
-        """``may_read`` of each, the visibility of all their patients decided at once."""
-        if access.role != rules.SYSTEM and len(resources) > 1:
-            self.warm_patients(access, {p for r in resources
-                                        if rules.is_patient_data(str(r.get("resourceType")))
-                                        for p in patients_of(r)})
-        return [self.may_read(access, r) for r in resources]
 
     def _may_read(self, access: Access, rtype: str, resource: dict[str, Any],
                   patients: set[str]) -> bool:

@@ -78,6 +78,12 @@ class Measure:
                     or (self.maximum is not None and value > self.maximum))
 
 
+def bp_reversed(systolic: float, diastolic: float) -> bool:
+    """A systolic not above its diastolic: the two fields swapped when typed. The form
+    refuses such a reading and the record sets it aside (``records.plausible``)."""
+    return systolic <= diastolic
+
+
 def item(
     link_id: str,
     zh: str,

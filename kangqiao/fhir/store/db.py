@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
+from sqlalchemy.sql.elements import BindParameter
 
 from kangqiao.security import fieldcrypt
 
@@ -182,25 +183,31 @@ def member_of(conn: Connection, ids: Sequence[str]) -> Member:
     ``json_each`` on SQLite, a text array on PostgreSQL) instead of an ``IN`` list of
     thousands: SQLAlchemy re-renders an expanding ``IN`` on every execution, which cost more
     than the queries themselves. Either way the database drives the lookup from the list."""
-    if is_sqlite(conn):
-        values: Select[Any] = select(literal_column("value")).select_from(
-            func.json_each(bindparam(None, orjson.dumps(list(ids)).decode(), type_=String())))
-        return lambda column: column.in_(values.scalar_subquery())
-    array = bindparam(None, list(ids), type_=postgresql.ARRAY(String()))
-    return lambda column: column == any_(array)
+    return _member(conn, bindparam(None, _ids_value(conn)(ids), type_=_ids_type(conn)))
 
 
 def member_of_named(conn: Connection, name: str
                     ) -> tuple[Member, Callable[[Sequence[str]], Any]]:
     """``member_of`` with a named parameter and no value, for a statement built once and
     run with many lists: the condition, and what to pass as ``name`` for a list of ids."""
+    return _member(conn, bindparam(name, type_=_ids_type(conn))), _ids_value(conn)
+
+
+def _ids_type(conn: Connection) -> Any:
+    return String() if is_sqlite(conn) else postgresql.ARRAY(String())
+
+
+def _ids_value(conn: Connection) -> Callable[[Sequence[str]], Any]:
     if is_sqlite(conn):
-        values: Select[Any] = select(literal_column("value")).select_from(
-            func.json_each(bindparam(name, type_=String())))
-        return (lambda column: column.in_(values.scalar_subquery()),
-                lambda ids: orjson.dumps(list(ids)).decode())
-    array = bindparam(name, type_=postgresql.ARRAY(String()))
-    return (lambda column: column == any_(array)), list
+        return lambda ids: orjson.dumps(list(ids)).decode()
+    return list
+
+
+def _member(conn: Connection, param: BindParameter[Any]) -> Member:
+    if is_sqlite(conn):
+        values: Select[Any] = select(literal_column("value")).select_from(func.json_each(param))
+        return lambda column: column.in_(values.scalar_subquery())
+    return lambda column: column == any_(param)
 
 
 class _SqliteWriterQueue:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from kangqiao.analytics.fhirpath_sql import NeedJson
+from kangqiao.analytics.sources import PARQUET_SUFFIX, is_parquet, json_source, resource_type_of
 from kangqiao.analytics.viewdef import View, ViewDefinitionError, parse_view
 from kangqiao.analytics.viewsql import OutColumn, ViewCompiler
 
@@ -31,6 +32,7 @@ __all__ = [
 
 ENGINES = ("duckdb", "spark")
 FORMATS = ("csv", "parquet", "ndjson")
+INPUT_SUFFIXES = (".ndjson", ".ndjson.gz", ".jsonl", ".json", PARQUET_SUFFIX)
 
 
 class ViewEvaluationError(ViewDefinitionError):
@@ -48,8 +50,8 @@ class CompiledView:
         return self._compiler.sql(source)
 
     def sql_files(self, files: Sequence[str]) -> str:
-        """The view as one query reading NDJSON ``files`` directly (the fast path)."""
-        return self._compiler.sql(source_sql(files), list(files))
+        """The view as one query reading NDJSON or Parquet ``files`` directly (the fast path)."""
+        return self._compiler.sql(json_source(files), list(files))
 
     def structure(self) -> dict[str, object] | None:
         """The elements the view reads (DuckDB's JSON reader columns), or None when it
@@ -59,7 +61,7 @@ class CompiledView:
     def sql_parsed(self, source: str) -> str:
         """The view over ``source``, whose ``resource`` column is a STRUCT holding at least
         :meth:`structure` (documents parsed once for several views, see
-        :func:`kangqiao.analytics.viewsql.read_json_sql`)."""
+        :func:`kangqiao.analytics.sources.struct_source`)."""
         return self._compiler.sql(source, parsed=True)
 
 
@@ -153,19 +155,13 @@ def _input_files(paths: Sequence[str | Path]) -> list[str]:
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(str(f) for f in p.rglob("*") if f.is_file() and (
-                f.name.endswith((".ndjson", ".ndjson.gz", ".jsonl", ".json"))))  # fmt: skip
+                f.name.endswith(INPUT_SUFFIXES)))  # fmt: skip
             files += found
         elif p.exists():
             files.append(str(p))
         else:
             raise FileNotFoundError(f"input not found: {p}")
     return files
-
-
-def source_sql(files: Sequence[str]) -> str:
-    """A relation over NDJSON files with one JSON column ``resource``."""
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return f"(SELECT json AS resource FROM read_ndjson_objects([{listed}]))"
 
 
 def run_view_files(
@@ -186,7 +182,8 @@ def run_view_files(
         raise ViewDefinitionError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if engine == "spark":
         return _run_files_spark(compiled, _spark_inputs(paths), out, fmt)
-    files = _input_files(paths)
+    rtype = compiled.view.resource
+    files = [f for f in _input_files(paths) if resource_type_of(f) in (rtype, None)]
     con = _connect()
     try:
         if not files:
@@ -203,6 +200,8 @@ def _run_files_spark(compiled: CompiledView, files: list[str], out: str | Path |
                      fmt: str) -> list[dict[str, Any]] | int:  # fmt: skip
     from kangqiao.analytics import spark
 
+    if any(map(is_parquet, files)):
+        raise ViewDefinitionError("the Spark engine reads NDJSON; run Parquet inputs on DuckDB")
     if not files and out is None:
         return []
     if not files:

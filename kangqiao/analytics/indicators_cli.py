@@ -49,7 +49,7 @@ def _fail(message: str) -> None:
 @app.command("compute")
 def compute(
     input_dir: Annotated[
-        list[Path], typer.Option("--input", help="NDJSON file or directory (repeatable)")
+        list[Path], typer.Option("--input", help="NDJSON or Parquet file or directory (repeatable)")
     ],
     period: Annotated[str, typer.Option(help="year, or years separated by commas")] = "2026",
     by: Annotated[list[str] | None, typer.Option(help="stratum: " + "|".join(STRATA[1:]))] = None,

@@ -28,6 +28,7 @@ from kangqiao.analytics.fhirpath_sql import (
     item_val,
     sql_str,
 )  # fmt: skip
+from kangqiao.analytics.sources import struct_source
 from kangqiao.analytics.viewdef import Column, Constant, Expr, Select, View, ViewDefinitionError
 
 REPEAT_DEPTH = 12  # levels a ``repeat`` follows; deeper nodes are not reached
@@ -46,24 +47,6 @@ class Rows:
     cols: list[str]
     single: dict[str, str] | None = None  # exactly one row: column -> SQL
     lst: str | None = None  # or a SQL list of row structs
-
-
-def _duck_type(structure: object) -> str:
-    """A ``json_transform`` structure as a DuckDB type name."""
-    if isinstance(structure, list):
-        return _duck_type(structure[0]) + "[]"
-    if isinstance(structure, dict):
-        return "STRUCT(" + ", ".join(f'"{k}" {_duck_type(v)}' for k, v in structure.items()) + ")"
-    return str(structure)
-
-
-def read_json_sql(files: list[str], structure: dict[str, object]) -> str:
-    """DuckDB: NDJSON ``files`` parsed into one STRUCT column ``resource`` of ``structure``
-    (only those elements are kept)."""
-    listed = ", ".join(sql_str(f) for f in files)
-    cols = ", ".join(f"{sql_str(k)}: {sql_str(_duck_type(v))}" for k, v in structure.items())
-    return (f"(SELECT _r AS resource FROM read_json([{listed}], format = 'newline_delimited', "
-            f"columns = {{{cols}}}, ignore_errors = true) AS _r)")  # fmt: skip
 
 
 def merge_structures(a: object, b: object) -> object | None:
@@ -361,7 +344,7 @@ class ViewCompiler:
                 source = f"(SELECT resource FROM {source}) AS _s"
             elif files is not None:
                 assert isinstance(structure, dict)
-                source = f"{read_json_sql(files, structure)} AS _s"
+                source = f"{struct_source(files, structure)} AS _s"
             else:
                 source = (f"(SELECT json_transform(resource, {sql_str(json.dumps(structure))}) "
                           f"AS resource FROM {source}) AS _s")  # fmt: skip

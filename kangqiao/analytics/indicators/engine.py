@@ -38,9 +38,10 @@ import duckdb
 from kangqiao.analytics import compile_view
 from kangqiao.analytics.indicators import cells, derived
 from kangqiao.analytics.indicators.catalogue import Indicator, load_catalogue, load_views
-from kangqiao.analytics.viewsql import merge_structures, read_json_sql
+from kangqiao.analytics.sources import PARQUET_SUFFIX, is_parquet, resource_type_of, struct_source
+from kangqiao.analytics.viewsql import merge_structures
 
-NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz")
+INPUT_SUFFIXES = (".ndjson", ".ndjson.gz", PARQUET_SUFFIX)
 REFRESH_CHECKPOINT_THRESHOLD = "1GB"  # WAL a refresh may leave for a later checkpoint
 FACT_COLUMNS = (
     "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
@@ -59,26 +60,19 @@ class FactScope:
 
 
 def input_files(paths: Iterable[str | Path]) -> list[Path]:
-    """NDJSON files under ``paths`` (files or directories, searched recursively)."""
+    """NDJSON and Parquet files under ``paths`` (files or directories, searched
+    recursively)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(
-                f for f in p.rglob("*") if f.is_file() and f.name.endswith(NDJSON_SUFFIXES)
+                f for f in p.rglob("*") if f.is_file() and f.name.endswith(INPUT_SUFFIXES)
             )
         elif p.exists():
             files.append(p)
         else:
             raise FileNotFoundError(f"input not found: {p}")
     return files
-
-
-def _resource_type_of(path: Path) -> str | None:
-    """``Observation.ndjson``, ``Observation_2.ndjson``, ``Observation-0001.ndjson.gz``."""
-    stem = path.name.split(".", 1)[0]
-    for sep in ("_", "-"):
-        stem = stem.split(sep, 1)[0]
-    return stem if stem[:1].isupper() else None
 
 
 def _sql_str(text: str) -> str:
@@ -271,8 +265,10 @@ class IndicatorStore:
         for name in self.views:
             by_type.setdefault(self._compiled[name].view.resource, []).append(name)
         for rtype, names in by_type.items():
-            mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
-            shared = self._shared_structure(names) if mine and len(names) > 1 else None
+            mine = [str(f) for f in files if resource_type_of(f) in (rtype, None)]
+            # Parquet needs no shared parse: each view reads the columns it needs.
+            parse = mine and len(names) > 1 and not all(map(is_parquet, mine))
+            shared = self._shared_structure(names) if parse else None
             if shared is None:
                 for name in names:
                     self.con.execute(
@@ -281,7 +277,7 @@ class IndicatorStore:
                 continue
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE _parsed AS SELECT resource FROM "
-                f"{read_json_sql(mine, shared)} WHERE resource.\"resourceType\" = {_sql_str(rtype)}"
+                f"{struct_source(mine, shared)} WHERE resource.\"resourceType\" = {_sql_str(rtype)}"
             )
             for name in names:
                 sql = self._keyed(name, self._compiled[name].sql_parsed("_parsed"))
@@ -381,7 +377,7 @@ class IndicatorStore:
     def _view_sql(self, name: str, files: list[Path]) -> str:
         compiled = self._compiled[name]
         rtype = compiled.view.resource
-        mine = [str(f) for f in files if _resource_type_of(f) in (rtype, None)]
+        mine = [str(f) for f in files if resource_type_of(f) in (rtype, None)]
         if mine:
             sql = compiled.sql_files(mine)
         else:

@@ -143,10 +143,13 @@ def fn_getReferenceKey(c: Compiler, base: Val, args: tuple[Node, ...], ctx: Ctx)
             return Val(f"(CASE WHEN {cond} THEN {rid} END)", False, "str")
         # The usual relative form (Patient/123) first: a prefix test and one substring
         # cost a third of the general split (the CASE evaluates the rest for other rows).
+        # Then a reference to another type is rejected by one substring search: the split
+        # can only find the type where "Type/" occurs (at the start or after a "/").
         prefix = wanted + "/"
         rest = c.d.substr_from(r, len(prefix) + 1)
         return Val(f"(CASE WHEN {c.d.starts_with(r, c.d.lit(prefix))} AND NOT "
                    f"{c.d.has_text(rest, c.d.lit('/'))} THEN nullif({rest}, '') "
+                   f"WHEN NOT {c.d.has_text(r, c.d.lit(prefix))} THEN NULL "
                    f"WHEN {rtype} = {c.d.lit(wanted)} THEN {rid} END)", False, "str")  # fmt: skip
 
     if base.kind != "json":

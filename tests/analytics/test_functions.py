@@ -64,12 +64,15 @@ def test_get_reference_key_of_a_type_beside_the_plain_form() -> None:
     # The plain Type/id form is keyed by a prefix test; every other form must still go
     # through the general split.
     refs = {"a": "Patient/p1", "b": "Patient/p2/_history/3", "c": "http://h/fhir/Patient/p4",
-            "d": "Patient/", "e": "PatientX/p5", "f": "Patient/p6/extra", "g": None}
+            "d": "Patient/", "e": "PatientX/p5", "f": "Patient/p6/extra", "g": None,
+            # rejected without the split (no "Patient/" in them) or split and refused
+            "h": "Practitioner/x", "i": "RelatedPatient/p7", "j": "urn:uuid:Patient/p9"}
     docs = [{"resourceType": "Observation", "id": k, "status": "final", "code": {"text": "x"},
              **({"subject": {"reference": r}} if r else {}),
              "performer": [{"display": "no reference"}, {"reference": r or "Group/g"}]}
             for k, r in refs.items()]  # fmt: skip
-    want = {"a": "p1", "b": "p2", "c": "p4", "d": None, "e": None, "f": None, "g": None}
+    want = {"a": "p1", "b": "p2", "c": "p4", "d": None, "e": None, "f": None, "g": None,
+            "h": None, "i": None, "j": None}
     assert one("subject.getReferenceKey(Patient)", docs) == want
     assert one("performer.getReferenceKey(Patient).first()", docs) == want
 

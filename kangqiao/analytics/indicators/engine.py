@@ -26,9 +26,10 @@ the patients with a date the indicator declares near the old or new reference da
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from kangqiao.analytics.sources import PARQUET_SUFFIX, is_parquet, resource_type
 from kangqiao.analytics.viewsql import merge_structures
 
 INPUT_SUFFIXES = (".ndjson", ".ndjson.gz", PARQUET_SUFFIX)
-REFRESH_CHECKPOINT_THRESHOLD = "1GB"  # WAL a refresh may leave for a later checkpoint
+DEFERRED_CHECKPOINT_THRESHOLD = "1GB"  # WAL a build or refresh may leave for later
 FACT_COLUMNS = (
     "indicator_id VARCHAR, patient_id VARCHAR, period VARCHAR, num DOUBLE, den DOUBLE, "
     "vals DOUBLE[]"
@@ -106,7 +107,8 @@ class IndicatorStore:
     def load(
         self, inputs: Iterable[str | Path], years: Sequence[int], as_of: dt.date | None = None
     ) -> None:
-        """Full build from NDJSON for calendar ``years`` (their months are periods too)."""
+        """Full build from NDJSON or Parquet for calendar ``years`` (their months are periods
+        too). The WAL is left for :meth:`checkpoint` or :meth:`close` to fold into the file."""
         # Later inputs replace earlier ones resource by resource (a base export, then
         # newer files); ids are taken to be unique within one input, as in a bulk export.
         groups = [input_files([p]) for p in inputs] or [[]]
@@ -114,11 +116,12 @@ class IndicatorStore:
         self._set_meta("years", json.dumps(sorted(set(map(int, years)))))
         self._set_meta("as_of_override", as_of.isoformat() if as_of else "")
         self._set_meta("params", json.dumps(self.params))
-        self._run_views(groups[0], "TABLE v_")
-        for files in groups[1:]:
-            self._stage(files)
-            self._upsert()
-        self._rebuild()
+        with self._checkpoint_deferred():
+            self._run_views(groups[0], "TABLE v_")
+            for files in groups[1:]:
+                self._stage(files)
+                self._upsert()
+            self._rebuild()
 
     def refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:
         """Apply new NDJSON (new or changed resources); returns what was recomputed.
@@ -128,9 +131,7 @@ class IndicatorStore:
         # The commit writes the WAL only; folding it into the file (a checkpoint, which
         # DuckDB would run at this commit: ~3 s at a million residents, most of the
         # refresh) is left to close() or checkpoint(), when nobody waits for the results.
-        row = self.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
-        self.con.execute(f"SET checkpoint_threshold = '{REFRESH_CHECKPOINT_THRESHOLD}'")
-        try:
+        with self._checkpoint_deferred():
             self.con.execute("BEGIN TRANSACTION")
             try:
                 done = self._refresh(inputs)
@@ -138,13 +139,23 @@ class IndicatorStore:
                 self.con.execute("ROLLBACK")
                 raise
             self.con.execute("COMMIT")
+        return done
+
+    @contextlib.contextmanager
+    def _checkpoint_deferred(self) -> Iterator[None]:
+        """No automatic checkpoint meanwhile: DuckDB would run one inside whichever
+        statement's commit crosses its WAL threshold (seconds at a million residents)."""
+        row = self.con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()
+        self.con.execute(f"SET checkpoint_threshold = '{DEFERRED_CHECKPOINT_THRESHOLD}'")
+        try:
+            yield
         finally:
             if row is not None:
                 self.con.execute(f"SET checkpoint_threshold = {_sql_str(str(row[0]))}")
-        return done
 
     def checkpoint(self) -> None:
-        """Write the refreshes' WAL into the database file (close() does it too)."""
+        """Write the WAL of builds and refreshes into the database file (close() does it
+        too)."""
         self.con.execute("CHECKPOINT")
 
     def _refresh(self, inputs: Iterable[str | Path]) -> dict[str, Any]:

@@ -9,7 +9,10 @@ and prints resources/s (resources read per second of wall time, best of ``--repe
 the session's start-up is not counted), ``--engine both`` runs both and prints the ratio.
 
     uv run python bench/views.py [--patients 300000] [--observations 300000] [--repeat 3]
-                                 [--engine duckdb|spark|both]
+                                 [--engine duckdb|spark|both] [--parquet]
+
+``--parquet`` converts the NDJSON once to typed Parquet (``kangqiao view to-parquet``, timed
+apart) and runs the views over that instead: neither engine parses JSON then.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import orjson
 
 from kangqiao.analytics import run_view_files
+from kangqiao.analytics.parquet import ndjson_to_parquet
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -158,12 +162,19 @@ def main() -> None:
     parser.add_argument("--observations", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engine", choices=["duckdb", "spark", "both"], default="duckdb")
+    parser.add_argument("--parquet", action="store_true", help="views over typed Parquet")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kangqiao-views-") as tmp:
         directory = Path(tmp)
         start = time.perf_counter()
         pat, obs = write_data(directory, args.patients, args.observations)
         print(f"generated NDJSON in {time.perf_counter() - start:.1f} s")
+        if args.parquet:
+            start, cpu = time.perf_counter(), _cpu()
+            written = dict(ndjson_to_parquet([pat, obs], directory / "parquet"))
+            pat, obs = (directory / "parquet" / f"{t}.parquet" for t in ("Patient", "Observation"))
+            print(f"converted to Parquet in {time.perf_counter() - start:.1f} s "
+                  f"({_cpu() - cpu:.1f} s cpu): {sum(written.values()):,} resources")
         engines = ["duckdb", "spark"] if args.engine == "both" else [args.engine]
         rates = {e: run_engine(e, directory, pat, obs, args) for e in engines}
         if "duckdb" in rates:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from kangqiao.analytics.fhirpath_sql import NeedJson
-from kangqiao.analytics.sources import PARQUET_SUFFIX, is_parquet, json_source, resource_type_of
+from kangqiao.analytics.sources import PARQUET_SUFFIX, json_source, resource_type_of
 from kangqiao.analytics.viewdef import View, ViewDefinitionError, parse_view
 from kangqiao.analytics.viewsql import OutColumn, ViewCompiler
 
@@ -180,9 +180,11 @@ def run_view_files(
     _check_engine(engine)
     if fmt not in FORMATS:
         raise ViewDefinitionError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if engine == "spark":
-        return _run_files_spark(compiled, _spark_inputs(paths), out, fmt)
     rtype = compiled.view.resource
+    if engine == "spark":
+        remote_or_mine = [f for f in _spark_inputs(paths)
+                          if "://" in f or resource_type_of(f) in (rtype, None)]  # fmt: skip
+        return _run_files_spark(compiled, remote_or_mine, out, fmt)
     files = [f for f in _input_files(paths) if resource_type_of(f) in (rtype, None)]
     con = _connect()
     try:
@@ -200,8 +202,6 @@ def _run_files_spark(compiled: CompiledView, files: list[str], out: str | Path |
                      fmt: str) -> list[dict[str, Any]] | int:  # fmt: skip
     from kangqiao.analytics import spark
 
-    if any(map(is_parquet, files)):
-        raise ViewDefinitionError("the Spark engine reads NDJSON; run Parquet inputs on DuckDB")
     if not files and out is None:
         return []
     if not files:

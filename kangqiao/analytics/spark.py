@@ -8,11 +8,13 @@ executor sees (HDFS, S3, a shared file system). Under ``spark-submit`` the sessi
 launcher configured is used as it is.
 
 Documents are read as lines of JSON text and parsed once each by ``from_json`` into the
-structure of the elements the view reads (the compiler's struct mode).
+structure of the elements the view reads (the compiler's struct mode), or from typed
+Parquet (``kangqiao view to-parquet``), whose columns are rebuilt into that structure.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kangqiao.analytics.dialects import SparkDialect
+from kangqiao.analytics.sources import is_parquet
 from kangqiao.analytics.viewdef import View, ViewDefinitionError
 from kangqiao.analytics.viewsql import OutColumn, ViewCompiler
 
@@ -130,11 +133,75 @@ def run_docs(view: View, docs: Sequence[str]) -> tuple[list[tuple[Any, ...]], li
 
 
 def files_frame(view: View, files: Sequence[str]) -> tuple[DataFrame, list[OutColumn]]:
-    """The rows of ``view`` over NDJSON (or .ndjson.gz) files, as a lazy DataFrame."""
+    """The rows of ``view`` over NDJSON (or .ndjson.gz) files, or over typed Parquet
+    (:mod:`kangqiao.analytics.parquet`), as a lazy DataFrame."""
     compiler = compile_spark(view)
     spark = session()
-    source = spark.read.text(list(files)).withColumnRenamed("value", "resource")
-    return _frame(spark, compiler, source), compiler.output_columns()
+    parquet = [f for f in files if is_parquet(f)]
+    if not parquet:
+        source = spark.read.text(list(files)).withColumnRenamed("value", "resource")
+        return _frame(spark, compiler, source), compiler.output_columns()
+    if len(parquet) < len(files):
+        raise ViewDefinitionError("NDJSON and Parquet inputs together: convert the NDJSON "
+                                  "(kangqiao view to-parquet) or run them apart")  # fmt: skip
+    structure = compiler.root_node.structure()
+    assert isinstance(structure, dict)  # compile_spark probed the view: resourceType at least
+    frames, d = [], compiler.d
+    for f in parquet:
+        df = spark.read.parquet(f)
+        have = {field.name: field.dataType for field in df.schema.fields}
+        # several files are unioned: each must give exactly the view's structure
+        exact = len(parquet) > 1
+        packed = ", ".join(f"{d.lit(k)}, {_project(d, v, have.get(k), d.ident(k), exact)}"
+                           for k, v in structure.items())  # fmt: skip
+        frames.append(df.selectExpr(f"named_struct({packed}) AS resource"))
+    source = functools.reduce(lambda a, b: a.unionAll(b), frames)
+    name = f"_kq_src_{id(source)}"
+    source.createOrReplaceTempView(name)
+    return spark.sql(compiler.sql(name, parsed=True)), compiler.output_columns()
+
+
+def _project(d: Any, need: object, have: Any, expr: str, exact: bool, depth: int = 0) -> str:
+    """Spark: ``expr`` (of the Parquet type ``have``; None when the file lacks it) as the
+    view's structure ``need``. Spark casts structs by position, not by name, so structs
+    are rebuilt field by field; a JSON leaf becomes the element's JSON text (nulls left
+    out, as Spark's from_json would give it)."""
+    from pyspark.sql.types import ArrayType, StringType, StructType
+
+    if have is None:
+        return f"CAST(NULL AS {d.schema(need)})"
+    if not exact and _covers(d, need, have):
+        return expr  # the view reads fields by name: extra ones cost nothing, a rebuild does
+    if need == "JSON":
+        return f"to_json({expr})" if isinstance(have, StructType | ArrayType) else (
+            f"CAST({expr} AS STRING)")  # fmt: skip
+    if isinstance(have, StringType) and not isinstance(need, str):
+        return f"from_json({expr}, {d.lit(d.schema(need))})"  # kept as JSON: mixed shapes
+    if isinstance(need, list) and isinstance(have, ArrayType):
+        x = f"_x{depth}"
+        item = _project(d, need[0], have.elementType, x, exact, depth + 1)
+        return f"transform({expr}, {x} -> {item})"
+    if isinstance(need, dict) and isinstance(have, StructType):
+        fields = {f.name: f.dataType for f in have.fields}
+        packed = ", ".join(
+            f"{d.lit(k)}, {_project(d, v, fields.get(k), d.field(expr, k), exact, depth)}"
+            for k, v in need.items())  # fmt: skip
+        return f"CASE WHEN {expr} IS NULL THEN NULL ELSE named_struct({packed}) END"
+    if isinstance(need, str):
+        return f"CAST({expr} AS {d.schema(need)})"
+    return f"CAST(NULL AS {d.schema(need)})"  # a list where the file has one value, or the reverse
+
+
+def _covers(d: Any, need: object, have: Any) -> bool:
+    """``have`` holds every field of ``need`` with the same leaf types (JSON leaves aside)."""
+    from pyspark.sql.types import ArrayType, StructType
+
+    if isinstance(need, dict):
+        fields = {f.name: f.dataType for f in have.fields} if isinstance(have, StructType) else {}
+        return all(k in fields and _covers(d, v, fields[k]) for k, v in need.items())
+    if isinstance(need, list):
+        return isinstance(have, ArrayType) and _covers(d, need[0], have.elementType)
+    return need != "JSON" and str(have.simpleString()) == d.schema(need).lower()
 
 
 def run_files(view: View, files: Sequence[str]) -> tuple[list[tuple[Any, ...]], list[OutColumn]]:

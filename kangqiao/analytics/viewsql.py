@@ -335,7 +335,7 @@ class ViewCompiler:
                 break
         where = " AND ".join(conds)
         if self.d.name == "spark":
-            return self._spark_sql(source, rows, where)
+            return self._spark_sql(source, rows, where, parsed)
         if self.struct and self.root_node.fields:
             # resourceType is parsed with the rest: one parse of each document
             self.root_node.fields.setdefault("resourceType", SNode(leaf="VARCHAR"))
@@ -353,14 +353,20 @@ class ViewCompiler:
             source = f"(SELECT resource FROM {source} WHERE {type_filter}) AS _s"
         return self._rows_sql(source, rows, where)
 
-    def _spark_sql(self, source: str, rows: Rows, where: str) -> str:
+    def _spark_sql(self, source: str, rows: Rows, where: str, parsed: bool = False) -> str:
         """Spark: ``source`` has the documents as JSON text in ``resource``; each is parsed
-        once by ``from_json`` into the view's structure (struct mode only)."""
+        once by ``from_json`` into the view's structure (struct mode only). ``parsed``: its
+        ``resource`` is a STRUCT of that structure already (typed Parquet)."""
         if not self.struct:
             raise NeedJson("the Spark engine compiles views in struct mode only")
         if any(node.fields for node in self.fp.whole):
             raise NeedJson("an element both returned whole and navigated into")
         self.root_node.fields.setdefault("resourceType", SNode(leaf="VARCHAR"))
+        if parsed:
+            source = f"(SELECT resource FROM {source}) AS _s"
+            where = f"{self.d.field('resource', 'resourceType')} = " \
+                    f"{self.d.lit(self.view.resource)} AND {where}"
+            return self._rows_sql(source, rows, where)
         schema = self.d.schema(self.root_node.structure())  # type: ignore[attr-defined]
         # The type test reads one field (resourceType comes first in FHIR JSON); written on
         # the parsed struct, Spark would push it below the parse and parse twice.

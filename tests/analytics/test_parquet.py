@@ -179,3 +179,57 @@ def test_cli_converts_and_runs_views_on_parquet(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["to-parquet", "--input", str(tmp_path / "nope"),
                                   "--out", str(tmp_path / "x")])  # fmt: skip
     assert missing.exit_code == 2 and "input not found" in missing.output
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("index", range(len(VIEWS)))
+def test_spark_reads_parquet_as_duckdb_does(tmp_path: Path, index: int,
+                                            spark_session: Any) -> None:  # fmt: skip
+    rng = random.Random(5)
+    resources = [patient(rng, i) for i in range(30)] + [observation(rng, i) for i in range(30)]
+    pq = tmp_path / "pq"
+    ndjson_to_parquet(input_files([_write(tmp_path / "in", resources)]), pq)
+    got = run_view_files(VIEWS[index], [pq], engine="spark")
+    assert isinstance(got, list)
+    same(got, reference_run(VIEWS[index], resources))
+
+
+@pytest.mark.spark
+def test_spark_catalogue_views_on_parquet(county: tuple[Path, Path], spark_session: Any) -> None:
+    _, pq = county
+    for name in ("patient", "blood_pressure", "encounter"):
+        view = load_views()[name]
+        spark_rows = run_view_files(view, [pq], engine="spark")
+        duck_rows = run_view_files(view, [pq])
+        assert isinstance(spark_rows, list) and isinstance(duck_rows, list)
+        assert len(duck_rows) > 100
+        same(spark_rows, duck_rows)
+
+
+def _two_exports(tmp_path: Path) -> tuple[list[Path], list[dict[str, Any]]]:
+    """The same type in two Parquet files of different schemas (two exports)."""
+    rng = random.Random(9)
+    first = [observation(rng, i) for i in range(20)]
+    second = [{"resourceType": "Observation", "id": "late", "status": "amended",
+               "subject": {"reference": "Patient/p1", "display": "only here"},
+               "valueString": "text"}]  # fmt: skip
+    a = ndjson_to_parquet(input_files([_write(tmp_path / "a", first)]), tmp_path / "pa")
+    b = ndjson_to_parquet(input_files([_write(tmp_path / "b", second)]), tmp_path / "pb")
+    return [a[0][0], b[0][0]], first + second
+
+
+def test_several_parquet_files_of_one_type(tmp_path: Path) -> None:
+    files, resources = _two_exports(tmp_path)
+    for view in VIEWS:
+        if view["resource"] == "Observation":
+            same(run_view_files(view, files), reference_run(view, resources))  # type: ignore[arg-type]
+
+
+@pytest.mark.spark
+def test_spark_reads_several_parquet_files_of_one_type(tmp_path: Path,
+                                                       spark_session: Any) -> None:  # fmt: skip
+    files, resources = _two_exports(tmp_path)
+    for view in VIEWS:
+        if view["resource"] == "Observation":
+            got = run_view_files(view, files, engine="spark")
+            same(got, reference_run(view, resources))  # type: ignore[arg-type]

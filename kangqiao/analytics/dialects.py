@@ -91,6 +91,10 @@ class Dialect:
     def filter(self, lst: str, var: str, body: str) -> str:
         return f"list_filter({lst}, {self.lam(var, body)})"
 
+    def any_match(self, lst: str, var: str, body: str) -> str:
+        """Whether ``body`` (never NULL) holds for an item of ``lst``."""
+        return f"({self.size(self.filter(lst, var, body))} > 0)"
+
     def flatten(self, lst: str) -> str:
         return f"flatten({lst})"
 
@@ -226,6 +230,10 @@ class SparkDialect(Dialect):
 
     def filter(self, lst: str, var: str, body: str) -> str:
         return f"filter({lst}, {self.lam(var, body)})"
+
+    def any_match(self, lst: str, var: str, body: str) -> str:
+        # one interpreted lambda that stops at the first match, no array built
+        return f"exists({lst}, {self.lam(var, body)})"
 
     def error(self, message: str) -> str:
         return f"raise_error({self.lit(message)})"

@@ -30,12 +30,20 @@ def fn_where(c: Compiler, base: Val, args: tuple[Node, ...], ctx: Ctx) -> Val:
         return item_val(f"(CASE WHEN {cond} THEN {base.sql} END)", base)
     x = ctx.var()
     cond = c.to_bool(c.compile(args[0], ctx.at(item_val(x, base))), "where")
-    return Val(c.d.filter(base.sql, x, f"coalesce({cond}, FALSE)"), True, base.kind,
-               base.ftype, snode=base.snode)  # fmt: skip
+    kept = f"coalesce({cond}, FALSE)"
+    # struct mode: a field read after where() is read in the same lambda (see Val.chain)
+    chain = None if base.snode is None or base.chain is not None else (
+        base.sql, x, item_val(f"(CASE WHEN {kept} THEN {x} END)", base))  # fmt: skip
+    return Val(c.d.filter(base.sql, x, kept), True, base.kind, base.ftype, snode=base.snode,
+               chain=chain)  # fmt: skip
 
 
 def fn_exists(c: Compiler, base: Val, args: tuple[Node, ...], ctx: Ctx) -> Val:
     _arity("exists", args, 0, 1)
+    if args and base.choice is None and base.many:
+        x = ctx.var()
+        cond = c.to_bool(c.compile(args[0], ctx.at(item_val(x, base))), "exists")
+        return Val(c.d.any_match(base.sql, x, f"coalesce({cond}, FALSE)"), False, "bool")
     if args:
         base = fn_where(c, base, args, ctx)
     if base.choice is not None:

@@ -75,6 +75,10 @@ class Val:
     choice: schema.Element | None = None  # a choice element awaiting ofType()
     resource: bool = False
     snode: SNode | None = None  # struct mode: the structure node of the items
+    # struct mode, a list of single fields reached through a list: (list, var, item) with
+    # ``sql`` = the non-null ``item``s of ``list`` (``var`` its lambda variable), so that
+    # a further field is read in the same lambda instead of one list per step
+    chain: tuple[str, str, Val] | None = None
 
 
 @dataclass
@@ -224,7 +228,17 @@ class Compiler(BoundaryMixin):
                 return Val(sql, el.many, kind, ftype)
             return Val(sql, el.many, "json", el.type_context(ftype), snode=node)
 
-        return self.map_items(v, ctx, one) if v.many else one(v)
+        if not v.many:
+            return one(v)
+        # a.b.c over a list a: one lambda reading x.b.c, not a list of b then a list of c
+        # (field access is NULL for a NULL item, so the NULLs are dropped once, at the end)
+        src, x, item = v.chain if v.chain is not None else (v.sql, ctx.var(), None)
+        out = one(item if item is not None else item_val(x, v))
+        if out.many:
+            sql = self.d.flatten(self.d.transform(src, x, out.sql))
+            return Val(sql, True, out.kind, out.ftype, snode=out.snode)
+        sql = self.d.filter(self.d.transform(src, x, out.sql), "_n", "_n IS NOT NULL")
+        return Val(sql, True, out.kind, out.ftype, snode=out.snode, chain=(src, x, out))
 
     def resolve_choice(self, v: Val, type_name: str | None, ctx: Ctx | None = None) -> Val:
         el = v.choice

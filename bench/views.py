@@ -11,6 +11,9 @@ the session's start-up is not counted), ``--engine both`` runs both and prints t
     uv run python bench/views.py [--patients 300000] [--observations 300000] [--repeat 3]
                                  [--engine duckdb|spark|both] [--parquet]
 
+``--county DIR`` runs the indicator catalogue's views instead, over a county (the NDJSON of
+``kangqiao synth`` or its ``to-parquet`` folder), and compares the engines' total times.
+
 ``--parquet`` converts the NDJSON once to typed Parquet (``kangqiao view to-parquet``, timed
 apart) and runs the views over that instead: neither engine parses JSON then.
 """
@@ -156,6 +159,32 @@ def run_engine(engine: str, directory: Path, pat: Path, obs: Path, args: Any) ->
     ]  # fmt: skip
 
 
+def run_county(county: Path, engines: list[str], repeat: int, out: Path) -> None:
+    from kangqiao.analytics.indicators.catalogue import load_views
+
+    if "spark" in engines:
+        from kangqiao.analytics import spark
+
+        spark.session()
+    totals = dict.fromkeys(engines, 0.0)
+    for name, view in load_views().items():
+        line = f"{name:<18}"
+        for engine in engines:
+            best, rows = float("inf"), 0
+            for _ in range(repeat):
+                start = time.perf_counter()
+                target = out / f"{name}-{engine}.parquet"
+                got = run_view_files(view, [county], engine=engine, out=target, fmt="parquet")
+                best = min(best, time.perf_counter() - start)
+                rows = int(got) if isinstance(got, int) else len(got)
+            totals[engine] += best
+            line += f"  {engine} {best:6.2f} s ({rows:,} rows)"
+        print(line, flush=True)
+    print("total: " + ", ".join(f"{e} {t:.2f} s" for e, t in totals.items()))
+    if len(engines) == 2:
+        print(f"Spark takes {totals['spark'] / totals['duckdb']:.2f}x DuckDB's time (target <= 3x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=300_000)
@@ -163,7 +192,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--engine", choices=["duckdb", "spark", "both"], default="duckdb")
     parser.add_argument("--parquet", action="store_true", help="views over typed Parquet")
+    parser.add_argument("--county", type=Path, help="the catalogue's views over this county")
     args = parser.parse_args()
+    engines = ["duckdb", "spark"] if args.engine == "both" else [args.engine]
+    if args.county:
+        with tempfile.TemporaryDirectory(prefix="kangqiao-views-") as tmp:
+            run_county(args.county, engines, args.repeat, Path(tmp))
+        return
     with tempfile.TemporaryDirectory(prefix="kangqiao-views-") as tmp:
         directory = Path(tmp)
         start = time.perf_counter()
@@ -175,7 +210,6 @@ def main() -> None:
             pat, obs = (directory / "parquet" / f"{t}.parquet" for t in ("Patient", "Observation"))
             print(f"converted to Parquet in {time.perf_counter() - start:.1f} s "
                   f"({_cpu() - cpu:.1f} s cpu): {sum(written.values()):,} resources")
-        engines = ["duckdb", "spark"] if args.engine == "both" else [args.engine]
         rates = {e: run_engine(e, directory, pat, obs, args) for e in engines}
         if "duckdb" in rates:
             print(f"slowest view on DuckDB: {min(rates['duckdb']):,.0f} resources/s "

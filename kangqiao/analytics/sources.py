@@ -25,11 +25,14 @@ def ident(name: str) -> str:
 
 def resource_type_of(path: str | Path) -> str | None:
     """``Observation.ndjson``, ``Observation_2.ndjson``, ``Observation-0001.ndjson.gz``,
-    ``Observation.parquet``; None when the name does not say (any type may be inside)."""
+    ``Observation.parquet``; None when the name is not an R4 resource type (``Labs.ndjson``,
+    ``export.ndjson``: any type may be inside, so every view reads it)."""
+    from kangqiao.fhir.definitions import resource_types
+
     stem = Path(path).name.split(".", 1)[0]
     for sep in ("_", "-"):
         stem = stem.split(sep, 1)[0]
-    return stem if stem[:1].isupper() else None
+    return stem if stem in resource_types() else None
 
 
 def duck_type(structure: object) -> str:

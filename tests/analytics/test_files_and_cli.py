@@ -49,6 +49,18 @@ def test_rows_from_a_directory_and_from_files(export: Path) -> None:
     assert isinstance(got, list) and len(got) == 2
 
 
+@pytest.mark.parametrize("name", ["Patient_2.ndjson", "Patients.ndjson", "Labs-0001.ndjson",
+                                  "export.ndjson", "patient.ndjson"])  # fmt: skip
+def test_a_file_is_skipped_only_when_its_name_is_another_resource_type(
+    tmp_path: Path, name: str
+) -> None:
+    # Bulk exports name files by type; any other name may hold any type, so it is read
+    lines = b"\n".join(orjson.dumps(r) for r in RESOURCES) + b"\n"
+    (tmp_path / name).write_bytes(lines)
+    (tmp_path / "Observation.ndjson").write_bytes(lines)  # Patients inside, but not read
+    assert sorted(run_view_files(VIEW, [tmp_path]), key=str) == EXPECTED  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "ndjson"])
 def test_output_formats(export: Path, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"out.{fmt}"

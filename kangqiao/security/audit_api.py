@@ -120,6 +120,11 @@ def _may_read_audit(access: Access) -> bool:
         parse_scopes(access.scopes), frozenset({"user"}), "AuditEvent", READ))
 
 
+# audit sequence numbers are 64-bit: a larger number names no record (and would overflow
+# the database driver)
+MAX_SEQ = 2**63 - 1
+
+
 def _access(request: Request) -> Access:
     access: Access = request.app.state.access_resolver(request)
     if not _may_read_audit(access):
@@ -163,7 +168,7 @@ def _search(engine: Engine, params: list[tuple[str, str]], base: str) -> dict[st
     singles = dict(params)
     try:
         count = min(max(int(singles.get("_count", 50)), 0), 500)
-        offset = max(int(singles.get("_offset", 0)), 0)
+        offset = min(max(int(singles.get("_offset", 0)), 0), MAX_SEQ)
     except ValueError as exc:
         raise FhirError.of(400, "invalid", "_count and _offset must be integers") from exc
     where = _conditions(params)
@@ -189,7 +194,7 @@ async def search_audit(request: Request) -> Response:
 async def read_audit(request: Request, event_id: str) -> Response:
     _access(request)
     seq = event_id.removeprefix("audit-")
-    if not seq.isdigit():
+    if not (seq.isascii() and seq.isdigit()) or int(seq) > MAX_SEQ:
         raise FhirError.of(404, "not-found", f"AuditEvent/{event_id} is not known")
 
     def load() -> Any:

@@ -171,6 +171,13 @@ def test_administrators_read_the_trail_as_audit_events(app_client: TestClient,
     assert {c["coding"][0]["code"] for c in event["purposeOfEvent"]} == {"ETREAT", "BTG"}
     one = app_client.get(f"/fhir/AuditEvent/{event['id']}", headers=h)
     assert one.status_code == 200 and one.json()["id"] == event["id"]
+    # ids that name no record, beyond 64 bits or not ASCII digits, are a 404, not a 500
+    for missing in ("audit-" + "9" * 30, "9223372036854775808", "audit-²", "audit-"):
+        gone = app_client.get(f"/fhir/AuditEvent/{missing}", headers=h)
+        assert gone.status_code == 404, missing
+        assert gone.json()["resourceType"] == "OperationOutcome"
+    far = app_client.get("/fhir/AuditEvent", params={"_offset": "9" * 30}, headers=h)
+    assert far.status_code == 200 and far.json()["entry"] == []
     denied = app_client.get("/fhir/AuditEvent", params={"agent": "gp1", "outcome": "4"},
                             headers=h).json()
     assert denied["total"] == 3  # the withheld read, the refused write, the AuditEvent search

@@ -176,13 +176,18 @@ def _constant(raw: Any, loc: str) -> Constant:
     kind = CONSTANT_TYPES[ftype]
     ok = {"str": isinstance(value, str), "bool": isinstance(value, bool),
           "int": (isinstance(value, int) and not isinstance(value, bool))
-          or (ftype == "integer64" and isinstance(value, str) and value.lstrip("-").isdigit()),
+          or (ftype == "integer64" and isinstance(value, str) and _is_integer64(value)),
           "num": isinstance(value, int | float) and not isinstance(value, bool)}[kind]  # fmt: skip
     if not ok:
         raise ViewDefinitionError(f"{loc}.value{suffix}: {value!r} is not a valid {ftype}")
     if kind == "int":
         value = int(value)
     return Constant(name, value, ftype, kind)
+
+
+def _is_integer64(text: str) -> bool:
+    """FHIR integer64 as JSON text: ASCII digits in the signed 64-bit range."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None and -(2**63) <= int(text) < 2**63
 
 
 def parse_view(view: Any) -> View:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kangqiao.analytics.dialects import sql_str
+from kangqiao.fhir.definitions import resource_types
 
 PARQUET_SUFFIX = ".parquet"
 
@@ -27,12 +28,14 @@ def resource_type_of(path: str | Path) -> str | None:
     """``Observation.ndjson``, ``Observation_2.ndjson``, ``Observation-0001.ndjson.gz``,
     ``Observation.parquet``; None when the name is not an R4 resource type (``Labs.ndjson``,
     ``export.ndjson``: any type may be inside, so every view reads it)."""
-    from kangqiao.fhir.definitions import resource_types
-
     stem = Path(path).name.split(".", 1)[0]
     for sep in ("_", "-"):
         stem = stem.split(sep, 1)[0]
-    return stem if stem in resource_types() else None
+    try:
+        known = stem in resource_types()
+    except OSError:  # no R4 definitions here (as schema.py allows): trust the capital
+        known = stem[:1].isupper()
+    return stem if known else None
 
 
 def duck_type(structure: object) -> str:

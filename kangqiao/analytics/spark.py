@@ -235,8 +235,8 @@ def write(frame: DataFrame, columns: list[OutColumn], out: str, fmt: str) -> int
     # The rows are counted as they are written (an observed metric of the same job): a
     # second job reading the output back cost ~0.4 s a view, caching the rows more.
     rows = Observation()  # unnamed: a name of its own, whatever else runs
-    writer = frame.select(*exprs).observe(rows, F.count(F.lit(1)).alias("n")).write
-    writer = writer.mode("overwrite")
+    counted = frame.select(*exprs).observe(rows, F.count(F.lit(1)).alias("n"))
+    writer = counted.write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", True).csv(out)
     elif fmt == "parquet":

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from kangqiao.fhir.outcome import FhirError
 from kangqiao.fhir.rest.formats import fhir_response
+from kangqiao.fhir.rest.interactions import MAX_OFFSET
 from kangqiao.fhir.search.dates import parse_range
 from kangqiao.security import rules
 from kangqiao.security.gate import Access
@@ -168,7 +169,7 @@ def _search(engine: Engine, params: list[tuple[str, str]], base: str) -> dict[st
     singles = dict(params)
     try:
         count = min(max(int(singles.get("_count", 50)), 0), 500)
-        offset = min(max(int(singles.get("_offset", 0)), 0), MAX_SEQ)
+        offset = min(max(int(singles.get("_offset", 0)), 0), MAX_OFFSET)
     except ValueError as exc:
         raise FhirError.of(400, "invalid", "_count and _offset must be integers") from exc
     where = _conditions(params)

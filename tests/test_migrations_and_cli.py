@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from kangqiao.cli import app
 from kangqiao.fhir.store import schema
 from kangqiao.fhir.store.migrate import alembic_config
+from kangqiao.fhir.store.store import FhirStore
+from kangqiao.security.gate import SYSTEM
 from kangqiao.settings import get_settings
 
 
@@ -49,6 +51,23 @@ def test_postgresql_sessions_run_without_jit(engine: Engine) -> None:
     # queries for seconds (docs/benchmarks.md): the store's sessions turn JIT off.
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW jit").scalar_one() == "off"
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_postgresql_plans_every_search_for_its_values(engine: Engine) -> None:
+    # psycopg prepares a statement on its 5th run; PostgreSQL would then settle on a
+    # generic plan, made without the values, from the 11th (a lab list: 35 ms -> 60 s).
+    store = FhirStore(engine)
+    with store.write(SYSTEM) as uow:
+        uow.update("Patient", "p1", {"resourceType": "Patient", "id": "p1", "gender": "male"})
+    with store.read(SYSTEM) as uow:
+        for _ in range(15):
+            assert uow.search("Patient", [("gender", "male")], count=5).items
+        generic, custom = uow.conn.exec_driver_sql(
+            "SELECT coalesce(sum(generic_plans), 0), coalesce(sum(custom_plans), 0) "
+            "FROM pg_prepared_statements").one()
+    assert custom > 0, "no statement was prepared: the check saw nothing"
+    assert generic == 0
 
 
 @pytest.mark.parametrize("engine", ["postgresql"], indirect=True)

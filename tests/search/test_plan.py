@@ -150,8 +150,9 @@ def sqlite_db(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     return eng
 
 
-def _plan_lines(engine: Engine, rtype: str, params: list[tuple[str, str]]) -> list[str]:
-    spec = build_search(rtype, params)
+def _plan_lines(engine: Engine, rtype: str, params: list[tuple[str, str]],
+                walk: bool = False) -> list[str]:
+    spec = build_search(rtype, params, walk=walk)
     res = schema.resource
     stmt = select(func.count()).select_from(res).where(
         res.c.deleted == false(), res.c.resource_type == rtype, *spec.where)
@@ -185,3 +186,22 @@ def test_sqlite_probes_use_the_resource_index(sqlite_db: Engine) -> None:
     assert re.search(r"SEARCH search_token_\d+ USING INDEX ix_search_token_lookup", text), text
     assert re.search(r"SEARCH search_date_\d+ USING INDEX "
                      r"ix_search_date_resource_type_resource_id", text), text
+
+
+@pytest.mark.parametrize(("rtype", "params"), SHAPES)
+def test_sqlite_walks_probe_the_rows_of_one_resource(sqlite_db: Engine, rtype: str,
+                                                     params: list[tuple[str, str]]) -> None:
+    """A walk tests rows one by one: each probe reads the index rows of the resource at hand,
+    a referenced resource by its key, or (``_has``) the rows that refer to the resource at
+    hand; never the rows of a value or a target, which are the same for every row walked."""
+    lines = _plan_lines(sqlite_db, rtype, [p for p in params if p[0] != "_sort"], walk=True)
+    text = "\n".join(lines)
+    reads = [s for s in lines if s.startswith(("SEARCH", "SCAN"))]
+    assert reads, text
+    for line in reads[1:]:  # after the walked table itself
+        assert (re.search(r"USING INDEX ix_search_[a-z]+_resource_type_resource_id "
+                          r"\(resource_type=\? AND resource_id=\?\)", line)
+                or re.search(r"sqlite_autoindex_resource_1 \(resource_type=\? AND id=\?\)",
+                             line)
+                or (re.search(r"ix_search_reference_lookup \(resource_type=\? AND param=\? AND "
+                             r"target_id=\?", line) and "_has:" in params[0][0])), text

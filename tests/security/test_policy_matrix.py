@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from kangqiao.fhir.store import searching
 from kangqiao.security.schema import audit_log
 from tests.security.conftest import FHIR, County, observation, patient
 
@@ -272,3 +273,28 @@ def test_index_driven_searches_follow_the_policy(app_client: TestClient, county:
     r = app_client.get("/fhir/Observation", params={"code": "8867-4"}, headers=h)
     obs = set().union(*[OBSERVATIONS[p] for p in seen]) if seen else set()
     assert _ids(r.json()) == obs and r.json()["total"] == len(obs)
+
+
+@pytest.mark.parametrize("user", sorted(VISIBLE))
+def test_walked_pages_follow_the_policy(app_client: TestClient, county: County, user: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search with no selective condition and no total walks the type row by row
+    (``searching._walk``); the gate's filter goes with it, on every page."""
+    monkeypatch.setattr(searching, "WALK_ROWS", 2)
+    walked: list[int] = []
+    real = searching.SearchMixin._walk
+    monkeypatch.setattr(searching.SearchMixin, "_walk",
+                        lambda *a, **k: walked.append(1) or real(*a, **k))
+    h = county.headers(user)
+    obs = set().union(*[OBSERVATIONS[p] for p in VISIBLE[user]]) if VISIBLE[user] else set()
+    found: list[str] = []
+    r = app_client.get("/fhir/Observation", headers=h,
+                       params={"status": "final", "_total": "none", "_count": 1})
+    while True:
+        assert r.status_code == 200, r.text
+        found += _ids(r.json())
+        nxt = [link["url"] for link in r.json()["link"] if link["relation"] == "next"]
+        if not nxt:
+            break
+        r = app_client.get(nxt[0], headers=h)
+    assert sorted(found) == sorted(obs) and walked

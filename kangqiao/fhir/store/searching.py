@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 R = schema.resource
 H = schema.resource_history
+# rows of the type a walk tests one by one before the driver takes over (see ``_walk``)
+WALK_ROWS = 2000
+# a walk: the searched type, and its conditions as opaque probes with the gate's filter
+Walk = tuple[str, list[ColumnElement[bool]]]
 
 
 @dataclass
@@ -107,7 +111,14 @@ class SearchMixin:
             known = offset + len(rows) if len(rows) <= count and (rows or not offset) else None
             return Page(self._readable(rows[:count]), self._total(where, total, known),
                         list(spec.warnings))
-        return self._keyset_page(where, count, after, before, total, spec.warnings)
+        walk = None
+        if (resource_type is not None and before is None and total == "none"
+                and spec.driver_rank >= plan.RANGE):
+            probes = build_search(resource_type, params, strict=strict, walk=True).where
+            if probes:
+                walk = (resource_type, [R.c.deleted.is_(False), *probes,
+                                        *self._visible(resource_type, anchored=True)])
+        return self._keyset_page(where, count, after, before, total, spec.warnings, walk)
 
     def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None
                ) -> int | None:
@@ -122,7 +133,7 @@ class SearchMixin:
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,
-                     total: str, warnings: list[Issue]) -> Page:
+                     total: str, warnings: list[Issue], walk: Walk | None = None) -> Page:
         key = tuple_(R.c.resource_type, R.c.id)
         if before is not None:
             stmt = select(R).where(*where, key < tuple_(*before)).order_by(
@@ -132,9 +143,11 @@ class SearchMixin:
             more_after = True
         else:
             cond = [key > tuple_(*after)] if after is not None else []
-            stmt = select(R).where(*where, *cond).order_by(R.c.resource_type, R.c.id
-                                                           ).limit(count + 1)
-            rows = list(self.conn.execute(stmt))
+            if walk is not None:
+                rows = self._walk(where, walk, after, count)
+            else:
+                rows = list(self.conn.execute(select(R).where(*where, *cond).order_by(
+                    R.c.resource_type, R.c.id).limit(count + 1)))
             more_after, rows = len(rows) > count, rows[:count]
             more_before = after is not None
         keys = [(r.resource_type, r.id) for r in rows]
@@ -142,6 +155,36 @@ class SearchMixin:
         return Page(self._readable(rows), self._total(where, total, known), list(warnings),
                     first_key=keys[0] if keys else None, last_key=keys[-1] if keys else None,
                     more_after=more_after and bool(keys), more_before=more_before and bool(keys))
+
+    def _walk(self, where: list[ColumnElement[bool]], walk: Walk,
+              after: tuple[str, str] | None, count: int) -> list[Any]:
+        """The first ``count + 1`` matches after ``after`` in key order, found by testing
+        the next ``WALK_ROWS`` rows of the type one by one (``walk``: the conditions as
+        opaque probes) before the driver (``where``) reads its set for the rest.
+
+        When no condition is selective (a common code, an open date range, a unit's
+        patients), the driver's set grows with the county (14,186 Observations of the
+        county hospital's units at 20,000 residents, each fetched, tested and sorted for a
+        page of 50) while the matches' share of the type does not: at ~3 % a page of 50 is
+        in the first ~1,700 rows of the type whatever the county's size. Where matches are
+        rarer, the walk costs at most ``WALK_ROWS`` probes and the driver goes on after the
+        last key walked, so no row is read twice."""
+        # one type: its ids bound the range (SQLite reads a row-value bound as a filter)
+        rtype, probes = walk
+        cond = [R.c.resource_type == rtype]
+        if after is not None:
+            cond.append(tuple_(R.c.resource_type, R.c.id) > tuple_(*after) if after[0] != rtype
+                        else R.c.id > after[1])
+        order = (R.c.resource_type, R.c.id)
+        bound = self.conn.execute(select(R.c.id).where(*cond).order_by(*order)
+                                  .offset(WALK_ROWS - 1).limit(1)).scalar()
+        upto = [R.c.id <= bound] if bound is not None else []
+        rows = list(self.conn.execute(select(R).where(*cond, *upto, *probes).order_by(*order)
+                                      .limit(count + 1)))
+        if bound is not None and len(rows) <= count:
+            rows.extend(self.conn.execute(select(R).where(*where, *cond, R.c.id > bound)
+                                          .order_by(*order).limit(count + 1 - len(rows))))
+        return rows
 
     def _readable(self, rows: Any) -> list[Stored]:
         return self._allowed([_stored(r) for r in rows])

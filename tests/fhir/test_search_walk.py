@@ -1,0 +1,133 @@
+"""The walk (``SearchMixin._walk``): a search with no selective condition, in key order and
+without a total, tests the next rows of the type one by one before its driver reads the rest.
+Whatever the length of the walk, the page size or the page, the matches must be exactly those
+of the driver-only path (a ``_total=accurate`` search never walks), on SQLite and PostgreSQL;
+and the walk must really run for such searches and not for selective ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kangqiao.fhir.store import searching
+from kangqiao.fhir.store.store import FhirStore
+from kangqiao.security.gate import SYSTEM
+
+N = 60
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _observation(i: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation", "id": f"o{i:03d}",
+        "status": "final" if i % 5 else "amended",
+        "category": [{"coding": [{"system": CATEGORY,
+                                  "code": "laboratory" if i % 3 == 0 else "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7" if i % 2
+                             else "8867-4"}]},
+        "subject": {"reference": f"Patient/p{i % 4}"},
+        # units of the county hospital (org-h1, org-h2) and a township centre
+        "performer": [{"reference": f"Organization/{('org-h1', 'org-h2', 'org-thc')[i % 3]}"}],
+        "effectiveDateTime": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}",
+    }
+
+
+@pytest.fixture
+def county(store: FhirStore) -> FhirStore:
+    with store.write(SYSTEM) as uow:
+        uow.update("Organization", "org-hosp", {"resourceType": "Organization",
+                                                "id": "org-hosp"})
+        for unit in ("org-h1", "org-h2"):
+            uow.update("Organization", unit, {"resourceType": "Organization", "id": unit,
+                                              "partOf": {"reference": "Organization/org-hosp"}})
+        uow.update("Organization", "org-thc", {"resourceType": "Organization", "id": "org-thc"})
+        for p in range(4):
+            uow.update("Patient", f"p{p}", {"resourceType": "Patient", "id": f"p{p}",
+                                            "gender": "female" if p % 2 else "male"})
+        for i in range(N):
+            uow.update("Observation", f"o{i:03d}", _observation(i))
+        # deleted rows lie inside the walked range and must never be found
+        uow.delete("Observation", "o003")
+        uow.delete("Observation", "o030")
+    return store
+
+
+WEAK: list[list[tuple[str, str]]] = [
+    [("category", "laboratory")],
+    [("category", "laboratory"), ("date", "ge2026-06-01")],
+    [("performer:Organization.partof", "Organization/org-hosp"), ("category", "laboratory")],
+    [("subject:Patient.gender", "female"), ("status", "final")],
+    [("status", "final"), ("code:not", "2345-7")],
+    [("date", "lt2026-03-01")],
+    [("category", "imaging")],  # no match at all
+]
+
+
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many walks ran (each call records how many rows it returned)."""
+    runs: list[int] = []
+    real = searching.SearchMixin._walk
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        rows = real(self, *args, **kwargs)
+        runs.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(searching.SearchMixin, "_walk", spy)
+    yield runs
+
+
+def _pages(store: FhirStore, params: list[tuple[str, str]], count: int) -> list[str]:
+    ids: list[str] = []
+    after = None
+    with store.read(SYSTEM) as uow:
+        while True:
+            page = uow.search("Observation", params, count=count, total="none", after=after)
+            assert page.total is None
+            ids += [s.id for s in page.items]
+            if not page.more_after:
+                return ids
+            assert len(page.items) == count
+            after = page.last_key
+
+
+@pytest.mark.parametrize("params", WEAK, ids=lambda p: "&".join(f"{k}={v}" for k, v in p))
+def test_walked_pages_hold_exactly_the_matches(county: FhirStore, params: list[tuple[str, str]],
+                                               walks: list[int],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    with county.read(SYSTEM) as uow:
+        expected = [s.id for s in uow.search("Observation", params, count=500).items]
+    assert not walks  # an accurate total never walks
+    assert "o003" not in expected and "o030" not in expected
+    # walks shorter than a page, across page ends, longer than the type (exhaustive)
+    for rows in (1, 4, 13, 29, 200):
+        monkeypatch.setattr(searching, "WALK_ROWS", rows)
+        for count in (1, 3, 7, 50):
+            walks.clear()
+            assert _pages(county, params, count) == expected, (rows, count)
+            assert walks, "the walk did not run"
+
+
+def test_a_page_walked_in_full_reads_no_driver(county: FhirStore, walks: list[int],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Laboratory results are every third row: a walk of 13 rows finds a page of 3."""
+    monkeypatch.setattr(searching, "WALK_ROWS", 13)
+    with county.read(SYSTEM) as uow:
+        page = uow.search("Observation", [("category", "laboratory")], count=3, total="none")
+    assert [s.id for s in page.items] == ["o000", "o006", "o009"] and page.more_after
+    assert walks == [4]  # the page and the row that tells more follow
+
+
+@pytest.mark.parametrize("params,total", [
+    ([("subject", "Patient/p1")], "none"),  # a selective driver
+    ([("category", "laboratory"), ("_sort", "date")], "none"),  # pages by offset
+    ([("category", "laboratory")], "accurate"),  # the count reads the driver's set anyway
+])
+def test_no_walk_where_it_cannot_help(county: FhirStore, walks: list[int],
+                                      params: list[tuple[str, str]], total: str) -> None:
+    with county.read(SYSTEM) as uow:
+        assert uow.search("Observation", params, count=5, total=total).items
+    assert not walks

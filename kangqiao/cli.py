@@ -116,6 +116,10 @@ def import_(
     batch_size: int = typer.Option(2000, min=1, max=50_000, help="Resources per transaction."),
     workers: int | None = typer.Option(None, min=0, help="Worker processes for parsing and "
                                        "validation (default: one per core; 0 = in process)."),
+    defer_indexes: bool | None = typer.Option(
+        None, "--defer-indexes/--keep-indexes", help="Into an empty store, build the search "
+        "indexes once at the end instead of row by row (default: when the input is 64 MB or "
+        "more)."),
 ) -> None:
     """Bulk-load FHIR NDJSON into the store: resumable, rejected lines reported."""
     from kangqiao.fhir.bulk.importer import ImportReport, import_ndjson
@@ -130,7 +134,8 @@ def import_(
 
     try:
         report = import_ndjson(_system_store(), _cli_access(), paths, job=job, restart=restart,
-                               batch_size=batch_size, workers=workers, progress=show)
+                               batch_size=batch_size, workers=workers, progress=show,
+                               defer_indexes=defer_indexes)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

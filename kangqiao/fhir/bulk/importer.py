@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from kangqiao.fhir.bulk import deferred
 from kangqiao.fhir.bulk.loading import write_staged
 from kangqiao.fhir.bulk.prepare import prepare_lines, resource_of
 from kangqiao.fhir.bulk.staging import Staged, stage_lines, warm_up
@@ -119,8 +120,10 @@ def _chunks(path: Path, start_after: int, size: int) -> Iterator[tuple[int, list
 
 def import_ndjson(store: FhirStore, access: Access, paths: Sequence[Path], *,
                   job: str | None = None, restart: bool = False, batch_size: int = 2000,
-                  workers: int | None = None, progress: Progress | None = None
-                  ) -> ImportReport:
+                  workers: int | None = None, progress: Progress | None = None,
+                  defer_indexes: bool | None = False) -> ImportReport:
+    """``defer_indexes``: into an empty store, build the search indexes once at the end
+    (``deferred``); None decides by the input's size."""
     files = ndjson_files(paths)
     prints = {str(f.resolve()): fingerprint(f) for f in files}
     job = job or hashlib.blake2b(orjson.dumps(sorted(prints.items())),
@@ -141,13 +144,22 @@ def import_ndjson(store: FhirStore, access: Access, paths: Sequence[Path], *,
             yield from ((key, (seed, first, lines, dialect)) for first, lines
                         in _chunks(path, skip, batch_size))
 
-    # one stream over all files, so that the workers run ahead across a file's end
-    with _Pool(workers) as pool:
-        for (key, task), staged in pool.map(_stage, tasks()):
-            _commit_batch(store, access, job, key, task, staged, report, clock)
-            report.seconds = time.perf_counter() - started
-            if progress:
-                progress(report)
+    if defer_indexes is None:
+        defer_indexes = sum(f.stat().st_size for f in files) >= deferred.MIN_BYTES
+    defer_indexes = defer_indexes and not done and deferred.store_is_empty(store.engine)
+    if defer_indexes:
+        deferred.drop(store.engine)
+    try:
+        # one stream over all files, so that the workers run ahead across a file's end
+        with _Pool(workers) as pool:
+            for (key, task), staged in pool.map(_stage, tasks()):
+                _commit_batch(store, access, job, key, task, staged, report, clock)
+                report.seconds = time.perf_counter() - started
+                if progress:
+                    progress(report)
+    finally:
+        if defer_indexes:
+            deferred.ensure(store.engine)
     report.seconds = time.perf_counter() - started
     return report
 

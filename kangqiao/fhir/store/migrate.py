@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine
 
+from kangqiao.fhir.bulk import deferred
 from kangqiao.settings import REPO_ROOT
 
 
@@ -17,3 +19,10 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+    if revision == "head":
+        # indexes a bulk load dropped and did not live to rebuild (kangqiao/fhir/bulk/deferred.py)
+        engine = create_engine(url)
+        try:
+            deferred.ensure(engine)
+        finally:
+            engine.dispose()

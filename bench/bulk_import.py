@@ -7,6 +7,7 @@ validation and no index. Prints resources/s and the ratio.
 
     uv run python bench/bulk_import.py [--residents 5000] [--backend sqlite|postgresql|both]
                                        [--workers N] [--batch-size N] [--data DIR]
+                                       [--indexes auto|defer|keep]
 
 Also printed: CPU time per resource of the writer (this process) and of the workers, and the
 peak resident memory of each (so that "memory bounded" is measured, not assumed). On a loaded
@@ -68,7 +69,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--data", type=Path, default=None,
                         help="NDJSON folder to import instead of generating one")
+    parser.add_argument("--indexes", default="auto", choices=["auto", "defer", "keep"],
+                        help="build the search indexes once at the end (defer), keep them up "
+                        "row by row (keep), or as `kangqiao import` decides (auto: by size)")
     args = parser.parse_args()
+    defer = {"auto": None, "defer": True, "keep": False}[args.indexes]
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -85,7 +90,7 @@ def main() -> None:
             store = FhirStore(make_engine(url))
             before = _cpu()
             report = import_ndjson(store, SYSTEM, files, workers=args.workers,
-                                   batch_size=args.batch_size)
+                                   batch_size=args.batch_size, defer_indexes=defer)
             writer, workers = (b - a for a, b in zip(before, _cpu(), strict=True))
             store.engine.dispose()
             assert not report.rejected, report.rejected[:3]

@@ -129,6 +129,10 @@ def import_(
     upgrade(settings.database_url)
 
     def show(report: ImportReport) -> None:
+        if report.indexing:
+            typer.echo(f"\n  {report.accepted:,} imported; building the search indexes ...",
+                       nl=False, err=True)
+            return
         typer.echo(f"\r  {report.accepted:,} imported, {len(report.rejected):,} rejected, "
                    f"{report.rate:,.0f} resources/s", nl=False, err=True)
 
@@ -142,7 +146,10 @@ def import_(
     typer.echo("", err=True)
     _analyze(settings.database_url)
     typer.echo(f"job {report.job}: {report.accepted:,} resources imported in "
-               f"{report.seconds:.1f} s ({report.rate:,.0f}/s), {report.skipped:,} lines "
+               f"{report.seconds:.1f} s ({report.rate:,.0f}/s"
+               + (f"; search indexes built in {report.index_seconds:.1f} s"
+                  if report.index_seconds else "")
+               + f"), {report.skipped:,} lines "
                f"already imported, {len(report.rejected):,} rejected")
     for bad in report.rejected[:50]:
         typer.echo(f"  rejected {bad.file}:{bad.line}: {bad.reason}")

@@ -107,6 +107,27 @@ def test_by_default_only_a_large_input_defers(tmp_path: Path, store: FhirStore,
     assert dropped == [1]
 
 
+def test_the_cli_says_when_it_builds_the_indexes(tmp_path: Path, engine: Engine) -> None:
+    from typer.testing import CliRunner
+
+    from kangqiao.cli import app
+    from kangqiao.settings import get_settings
+
+    path = _file(tmp_path, 20)
+    env = {"KANGQIAO_DATABASE_URL": engine.url.render_as_string(hide_password=False)}
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["import", str(path), "--workers", "0",
+                                          "--defer-indexes"], env=env)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "40 imported; building the search indexes ..." in result.output
+    assert "40 resources imported" in result.output
+    assert "search indexes built in" in result.output
+    assert _index_names(engine) == {str(ix.name) for ix in deferred.indexes()}
+
+
 CRASHER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path

@@ -59,6 +59,8 @@ class ImportReport:
     skipped: int = 0  # lines already committed by an earlier run of the same job
     rejected: list[Rejected] = field(default_factory=list)
     seconds: float = 0.0
+    index_seconds: float = 0.0  # of ``seconds``: building the indexes a load deferred
+    indexing: bool = False  # building them now (for progress displays)
 
     @property
     def rate(self) -> float:
@@ -159,7 +161,13 @@ def import_ndjson(store: FhirStore, access: Access, paths: Sequence[Path], *,
                     progress(report)
     finally:
         if defer_indexes:
+            report.indexing = True
+            if progress:
+                progress(report)
+            began = time.perf_counter()
             deferred.ensure(store.engine)
+            report.index_seconds = time.perf_counter() - began
+            report.indexing = False
     report.seconds = time.perf_counter() - started
     return report
 

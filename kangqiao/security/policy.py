@@ -44,7 +44,7 @@ from kangqiao.fhir.store.db import member_of, member_of_named
 from kangqiao.security import masking, rules
 from kangqiao.security.context import TRAIL, UOW
 from kangqiao.security.fieldcrypt import values_of
-from kangqiao.security.gate import Access, Action
+from kangqiao.security.gate import FEW_ROWS, Access, Action
 from kangqiao.security.orgtree import OrgTree
 from kangqiao.security.patients import patients_of
 from kangqiao.security.scopes import READ, Scope, constraint_sql, granting, parse_scopes
@@ -168,14 +168,15 @@ class Policy:
     # ---- search_filter -------------------------------------------------------------------
 
     def search_filter(self, access: Access, resource_type: str | None, *,
-                      anchored: bool = False) -> ColumnElement[bool] | None:
+                      anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
+        anchored = anchored or few
         with self._conn() as conn:
-            return self._cached(conn, access, f"filter:{resource_type}:{anchored}",  # type: ignore[no-any-return]
-                                lambda: self._filter(conn, access, resource_type, anchored))
+            return self._cached(conn, access, f"filter:{resource_type}:{anchored}:{few}",  # type: ignore[no-any-return]
+                                lambda: self._filter(conn, access, resource_type, anchored, few))
 
     def _filter(self, conn: Connection, access: Access, resource_type: str | None,
-                anchored: bool) -> ColumnElement[bool] | None:
-        policy = self._policy_sql(conn, access, resource_type, anchored)
+                anchored: bool, few: bool) -> ColumnElement[bool] | None:
+        policy = self._policy_sql(conn, access, resource_type, anchored, few)
         scope = self._scope_sql(access, resource_type)
         parts = [p for p in (policy, scope) if p is not None]
         if not parts:
@@ -183,7 +184,7 @@ class Policy:
         return parts[0] if len(parts) == 1 else and_(*parts)
 
     def _policy_sql(self, conn: Connection, access: Access, resource_type: str | None,
-                    anchored: bool = False) -> ColumnElement[bool] | None:
+                    anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
         if access.role == rules.SYSTEM:
             return None
         admin = access.role in rules.AUDIT_READERS
@@ -197,7 +198,9 @@ class Policy:
         if not view.nobody:
             # anchored: test each candidate's patients (view.probe, index lookups per row)
             # rather than list every patient in view and every row naming one
-            parts.append(rows_naming(view.probe if anchored else view.condition,
+            def probe(patient: ColumnElement[str]) -> ColumnElement[bool]:
+                return view.probe(patient, few=few)
+            parts.append(rows_naming(probe if anchored else view.condition,
                                      resource_type, EXCLUDED, anchored=anchored))
         patientless = rules.PATIENTLESS_STAFF if resource_type is None else \
             rules.PATIENTLESS_STAFF & {resource_type}
@@ -301,7 +304,7 @@ class Policy:
                 result = False
             else:
                 probe = self._cached(conn, access, "probe", lambda: select(literal(1)).where(
-                    view.probe(bindparam("patient_id", type_=String()))))
+                    view.probe(bindparam("patient_id", type_=String()), few=True)))
                 result = conn.execute(probe, {"patient_id": patient_id}).first() is not None
         if state is not None:
             state.visible[patient_id] = result
@@ -327,8 +330,9 @@ class Policy:
                 return
             # built once per user (the probe is a large expression: building it and its
             # cache key cost more than running it for a page of hits)
-            stmt, ids_value = self._cached(conn, access, "warm", lambda: self._warm_sql(
-                conn, view))
+            few = len(todo) <= FEW_ROWS
+            stmt, ids_value = self._cached(conn, access, f"warm:{few}", lambda: self._warm_sql(
+                conn, view, few))
             for start in range(0, len(todo), 20_000):
                 # Only ids with a Patient row are decided here (as ``condition`` would,
                 # which tests rows); any other id is left to ``patient_visible``.
@@ -336,9 +340,9 @@ class Policy:
                 state.visible.update({pid: bool(flag) for pid, flag in decided})
 
     @staticmethod
-    def _warm_sql(conn: Connection, view: PatientView) -> tuple[Select[Any], Any]:
+    def _warm_sql(conn: Connection, view: PatientView, few: bool) -> tuple[Select[Any], Any]:
         among, ids_value = member_of_named(conn, "ids")
-        return select(R.c.id, view.probe(R.c.id)).where(
+        return select(R.c.id, view.probe(R.c.id, few=few)).where(
             R.c.resource_type == "Patient", among(R.c.id)), ids_value
 
     def visible_patients(self, access: Access, patient_ids: Iterable[str]) -> list[str]:

@@ -148,7 +148,7 @@ class HidingGate(TrustedGate):
     """Hides patient B, as the policy hides a patient outside the user's care."""
 
     def search_filter(self, access: Access, resource_type: str | None, *,
-                      anchored: bool = False) -> ColumnElement[bool] | None:
+                      anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
         r = schema.resource
         return (r.c.id != "B") if resource_type == "Patient" else None
 
@@ -167,7 +167,7 @@ def test_the_gate_filter_applies(loaded: FhirStore) -> None:
 def test_nothing_visible_is_an_empty_worklist(loaded: FhirStore) -> None:
     class Nobody(TrustedGate):
         def search_filter(self, access: Access, resource_type: str | None, *,
-                          anchored: bool = False) -> ColumnElement[bool] | None:
+                          anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
             return false()
 
     with FhirStore(loaded.engine, Nobody()).read(SYSTEM) as uow:

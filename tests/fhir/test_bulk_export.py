@@ -242,7 +242,7 @@ class _HidingGate(TrustedGate):
         return resource.get("id") != "o0"
 
     def search_filter(self, access: Access, resource_type: str | None, *,
-                      anchored: bool = False) -> ColumnElement[bool] | None:
+                      anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
         return schema.resource.c.id != "b"
 
 

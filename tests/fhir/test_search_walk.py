@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import ColumnElement, true
 
 from kangqiao.fhir.store import searching
 from kangqiao.fhir.store.store import FhirStore
-from kangqiao.security.gate import SYSTEM
+from kangqiao.security.gate import SYSTEM, Access, TrustedGate
 
 N = 60
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -131,3 +132,35 @@ def test_no_walk_where_it_cannot_help(county: FhirStore, walks: list[int],
     with county.read(SYSTEM) as uow:
         assert uow.search("Observation", params, count=5, total=total).items
     assert not walks
+
+
+class _RecordingGate(TrustedGate):
+    """Lets everything through and records how the search asked for its filter."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[bool, bool]] = []
+
+    def search_filter(self, access: Access, resource_type: str | None, *,
+                      anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
+        self.asked.append((anchored, few))
+        return true()
+
+
+@pytest.mark.parametrize(("few_rows", "params", "few"), [
+    (1000, [("subject", "Patient/p1")], True),  # one patient's rows: always few
+    (0, [("subject", "Patient/p1")], True),
+    (29, [("code", "8867-4")], True),  # 29 rows of the code (o030 deleted), counted
+    (28, [("code", "8867-4")], False),
+    (1000, [("date", "ge2026-01-01")], False),  # a range is never counted
+])
+def test_the_policy_tests_few_candidates_row_by_row(
+        county: FhirStore, monkeypatch: pytest.MonkeyPatch, few_rows: int,
+        params: list[tuple[str, str]], few: bool) -> None:
+    """``searching._few_candidates``: the gate is asked for its filter for few rows when the
+    driver is one identifier, or one value whose index range holds at most FEW_ROWS rows."""
+    monkeypatch.setattr(searching, "FEW_ROWS", few_rows)
+    gate = _RecordingGate()
+    with FhirStore(county.engine, gate).read(SYSTEM) as uow:
+        page = uow.search("Observation", params, count=100, total="accurate")
+    assert page.total == len(page.items) > 0
+    assert gate.asked[-1][1] is few

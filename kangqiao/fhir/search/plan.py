@@ -131,13 +131,17 @@ def driver(conds: list[Cond]) -> Cond | None:
     return best
 
 
-def combine(res: FromClause, rtype: str | None, conds: list[Cond]) -> tuple[list[Clause], int]:
-    """WHERE clauses for ``conds`` on ``res`` and the driver's rank (``PRESENT + 1`` when
-    nothing drives: a scan of the type). Searches across all types probe only."""
+def combine(res: FromClause, rtype: str | None, conds: list[Cond]
+            ) -> tuple[list[Clause], int, Select[Any] | CompoundSelect[Any] | None]:
+    """WHERE clauses for ``conds`` on ``res``, the driver's rank (``PRESENT + 1`` when
+    nothing drives: a scan of the type) and its ``ids`` (None when a key or nothing drives).
+    Searches across all types probe only."""
     keyed = [c for c in conds if c.keyed]
     lead = keyed[0] if keyed else driver(conds) if rtype is not None else None
     where: list[Clause] = []
+    ids = None
     if lead is not None and not lead.keyed and lead.ids is not None:
-        where.append(res.c.id.in_(lead.ids))
+        ids = lead.ids
+        where.append(res.c.id.in_(ids))
     where.extend(c.probe for c in conds if c is not lead or lead.keyed)
-    return where, lead.rank if lead is not None else PRESENT + 1
+    return where, lead.rank if lead is not None else PRESENT + 1, ids

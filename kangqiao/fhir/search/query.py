@@ -14,7 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.visitors import replacement_traverse
 
@@ -54,6 +66,8 @@ class SearchSpec:
     warnings: list[Issue] = field(default_factory=list)
     # plan.rank of the condition driving the search (plan.PRESENT + 1: a scan of the type)
     driver_rank: int = plan.PRESENT + 1
+    # the driver's ids (index rows of its value), when a search parameter drives
+    driver_ids: Select[Any] | CompoundSelect[Any] | None = None
 
 
 def build_search(
@@ -77,7 +91,8 @@ def build_search(
     if walk:
         spec.where = [c.probe for c in conds]
     else:
-        spec.where, spec.driver_rank = plan.combine(res, resource_type, conds)
+        spec.where, spec.driver_rank, spec.driver_ids = plan.combine(res, resource_type,
+                                                                       conds)
     return spec
 
 

@@ -53,12 +53,12 @@ def missing(engine: Engine) -> list[Index]:
 def ensure(engine: Engine) -> list[str]:
     """Build the indexes that are missing; returns their names."""
     todo = missing(engine)
-    if not todo:
-        return []
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # the default 64 MB makes a county's index sorts spill to disk
-            conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
-        for index in todo:
+    for index in todo:
+        # one transaction each: SQLite's write-ahead log holds every page of a transaction
+        # until it commits (gigabytes for a county's index), and an index built stays built
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # the default 64 MB makes a county's index sorts spill to disk
+                conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
             conn.execute(CreateIndex(index, if_not_exists=True))
     return [str(index.name) for index in todo]

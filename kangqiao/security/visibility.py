@@ -67,8 +67,9 @@ class Link:
     per_row: Select | None = None
 
     def test(self, patient_id: ColumnElement[str], few: bool = False) -> ColumnElement[bool]:
-        s = self.per_row if few and self.per_row is not None else \
-            self.rows if self.anchored is None else self.anchored
+        s = self.rows if self.anchored is None else self.anchored
+        if few and self.per_row is not None:
+            s = self.per_row
         return exists(s.where(s.selected_columns[0] == patient_id))
 
 
@@ -180,15 +181,10 @@ def _having_status(resource_type: str, ids: ColumnElement[str], codes: Iterable[
         unindexed(tok.c.param) == "status", unindexed(tok.c.code).in_(list(codes))))
 
 
-def _patients_of(resource_type: str, param: str,
-                 resource_ids: Select | CompoundSelect | list[str],
-                 chosen: Cond | None = None
-                 ) -> Link:
-    """Patients named in ``param`` of the ``resource_type`` rows ``resource_ids``. ``chosen``
-    is the same choice of rows as a test of one row's id: the link's ``per_row`` form then
-    reads the patient's own rows of that type and tests each (a few index lookups), instead
-    of every row chosen in the county (a centre's referrals of all time: 8,731 Tasks probed
-    for their date and status at 1,000,000 residents, ~50 ms in each GP search)."""
+def _patients_of(resource_type: str, param: str, resource_ids: Select | CompoundSelect | list[str],
+                 per_row: Cond | None = None) -> Link:
+    """Patients named in ``param`` of the ``resource_type`` rows ``resource_ids``; ``per_row``,
+    when given, is the same choice of rows as a test of one row's id (``Link.per_row``)."""
     ref = REF.alias()
 
     def rows(test: ColumnElement[bool]) -> Select:
@@ -196,7 +192,20 @@ def _patients_of(resource_type: str, param: str,
             ref.c.resource_type == resource_type, ref.c.param == param,
             ref.c.target_type == "Patient", test)
     return Link(rows(ref.c.resource_id.in_(resource_ids)),
-                per_row=rows(chosen(ref.c.resource_id)) if chosen is not None else None)
+                per_row=rows(per_row(ref.c.resource_id)) if per_row is not None else None)
+
+
+def _patients_sent_to(resource_type: str, params: tuple[str, ...], refs: Sequence[str],
+                      patient: str, live: Cond) -> Link:
+    """Patients named in ``patient`` of the ``resource_type`` rows whose ``params`` name one of
+    ``refs`` and that pass ``live`` (a test of a row's id column). Its ``per_row`` form reads
+    the patient's own rows of that type and tests each (a few index lookups) instead of every
+    row sent to ``refs`` in the county (a centre's referrals of all time: 8,731 Tasks probed
+    for their date and status at 1,000,000 residents, ~50 ms in each GP search)."""
+    def chosen(ids: ColumnElement[str]) -> ColumnElement[bool]:
+        return and_(_sent_to(resource_type, params, refs, ids), live(ids))
+    sent = _referring(resource_type, params, _target_terms(refs), live(REF.c.resource_id))
+    return _patients_of(resource_type, patient, sent, chosen)
 
 
 def managed_by(orgs: Iterable[str]) -> Link:
@@ -242,17 +251,12 @@ def care_links(practitioner: str | None, role: str | None, teams: Sequence[str] 
             REF.c.resource_type == "Patient", REF.c.param == "general-practitioner",
             or_(*_target_terms(own, hidden=hidden)))
 
+    def active(ids: ColumnElement[str]) -> ColumnElement[bool]:
+        return _having_status("EpisodeOfCare", ids, ["active"])
     # R4's care-manager indexes Practitioner references only; the platform's
     # care-manager-role (kangqiao.fhir.search.params) the PractitionerRole ones the county uses
-    managers = ("care-manager", "care-manager-role")
-    managed_episodes = _referring("EpisodeOfCare", managers, _target_terms(own), _having_status(
-        "EpisodeOfCare", REF.c.resource_id, ["active"]))
-
-    def managed(ids: ColumnElement[str]) -> ColumnElement[bool]:
-        return and_(_sent_to("EpisodeOfCare", managers, own, ids),
-                    _having_status("EpisodeOfCare", ids, ["active"]))
-    out = [Link(gp(False), gp(True)),
-           _patients_of("EpisodeOfCare", "patient", managed_episodes, managed)]
+    out = [Link(gp(False), gp(True)), _patients_sent_to(
+        "EpisodeOfCare", ("care-manager", "care-manager-role"), own, "patient", active)]
     if teams:
         out.append(_patients_of("CareTeam", "patient", list(teams)))
     return out
@@ -271,24 +275,21 @@ def referral_links(recipients: Iterable[str], now: datetime, days: int) -> list[
     in the last ``days`` days and not cancelled."""
     since = now - timedelta(days=days)
     refs = list(recipients)
-    out = []
-    for rtype, to, when, patient, live in REFERRALS:
-        # The referrals sent to ``recipients``, recent and live: semi-joins on each sent
-        # row (the recipients' own referrals), not the county's recent or live ones.
-        def live_and_recent(ids: ColumnElement[str], rtype: str = rtype, when: str = when,
-                            live: tuple[str, ...] = live) -> ColumnElement[bool]:
-            dt = DT.alias()
-            recent = exists(select(literal(1)).where(
-                dt.c.resource_type == rtype, dt.c.resource_id == ids,
-                unindexed(dt.c.param) == when, dt.c.high >= since))
-            return and_(recent, _having_status(rtype, ids, live))
+    # The referrals sent to ``recipients``, recent and live: semi-joins on each sent row (the
+    # recipients' own referrals), not the county's recent or live ones.
+    return [_patients_sent_to(rtype, (to,), refs, patient, _live_since(rtype, when, live, since))
+            for rtype, to, when, patient, live in REFERRALS]
 
-        def sent(ids: ColumnElement[str], rtype: str = rtype, to: str = to,
-                 live_and_recent: Cond = live_and_recent) -> ColumnElement[bool]:
-            return and_(_sent_to(rtype, (to,), refs, ids), live_and_recent(ids))
-        ids = _referring(rtype, to, _target_terms(refs), live_and_recent(REF.c.resource_id))
-        out.append(_patients_of(rtype, patient, ids, sent))
-    return out
+
+def _live_since(resource_type: str, when: str, live: tuple[str, ...], since: datetime) -> Cond:
+    """A test of a referral's id: authored (``when``) since ``since`` and in a ``live`` status."""
+    def test(ids: ColumnElement[str]) -> ColumnElement[bool]:
+        dt = DT.alias()
+        recent = exists(select(literal(1)).where(
+            dt.c.resource_type == resource_type, dt.c.resource_id == ids,
+            unindexed(dt.c.param) == when, dt.c.high >= since))
+        return and_(recent, _having_status(resource_type, ids, live))
+    return test
 
 
 def refused_sharing() -> Select:

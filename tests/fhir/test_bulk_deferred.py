@@ -6,11 +6,6 @@ migration or import does not restore."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +20,7 @@ from kangqiao.fhir.store.migrate import upgrade
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
 from tests.conftest import _empty
+from tests.fhir.killed_import import kill_import_after
 
 
 def _lines(n: int) -> list[bytes]:
@@ -128,34 +124,11 @@ def test_the_cli_says_when_it_builds_the_indexes(tmp_path: Path, engine: Engine)
     assert _index_names(engine) == {str(ix.name) for ix in deferred.indexes()}
 
 
-CRASHER = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
-    from kangqiao.fhir.bulk import importer
-    from kangqiao.fhir.store.db import make_engine
-    from kangqiao.fhir.store.store import FhirStore
-    from kangqiao.security.gate import SYSTEM
-    batches = [0]
-    original = importer._commit_batch
-    def crash_after_two(*args, **kwargs):
-        original(*args, **kwargs)
-        batches[0] += 1
-        if batches[0] == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-    importer._commit_batch = crash_after_two
-    store = FhirStore(make_engine(sys.argv[1]))
-    importer.import_ndjson(store, SYSTEM, [Path(sys.argv[2])], workers=0, batch_size=50,
-                           defer_indexes=True)
-""")
-
-
 def test_a_killed_load_is_repaired_by_the_next_migration(tmp_path: Path, store: FhirStore,
                                                          engine: Engine) -> None:
     path = _file(tmp_path, 100)
     url = engine.url.render_as_string(hide_password=False)
-    proc = subprocess.run([sys.executable, "-c", CRASHER, url, str(path)], timeout=120,
-                          capture_output=True, text=True, env={**os.environ})
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_import_after(url, path, 2, batch_size=50, defer_indexes=True)
     assert _index_names(engine) == set()  # killed before it could build them
     upgrade(url)  # what the server and `kangqiao import` run first
     assert _index_names(engine) == {str(ix.name) for ix in deferred.indexes()}

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import orjson
@@ -20,6 +15,7 @@ from kangqiao.fhir.store import schema
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
 from kangqiao.settings import Settings
+from tests.fhir.killed_import import kill_import_after
 
 
 def _patient(n: int) -> dict[str, object]:
@@ -76,33 +72,11 @@ def test_import_with_worker_processes(tmp_path: Path, store: FhirStore, engine: 
     assert page.total == 150
 
 
-CRASHER = textwrap.dedent("""
-    import os, signal, sys
-    from pathlib import Path
-    from kangqiao.fhir.bulk import importer
-    from kangqiao.fhir.store.db import make_engine
-    from kangqiao.fhir.store.store import FhirStore
-    from kangqiao.security.gate import SYSTEM
-    batches = [0]
-    original = importer._commit_batch
-    def crash_after_three(*args, **kwargs):
-        original(*args, **kwargs)
-        batches[0] += 1
-        if batches[0] == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    importer._commit_batch = crash_after_three
-    store = FhirStore(make_engine(sys.argv[1]))
-    importer.import_ndjson(store, SYSTEM, [Path(sys.argv[2])], workers=0, batch_size=100)
-""")
-
-
 def test_import_resumes_after_a_crash_without_duplicates(tmp_path: Path, store: FhirStore,
                                                          engine: Engine) -> None:
     path = _write(tmp_path / "p.ndjson", [orjson.dumps(_patient(n)) for n in range(1000)])
     url = engine.url.render_as_string(hide_password=False)
-    proc = subprocess.run([sys.executable, "-c", CRASHER, url, str(path)], timeout=120,
-                          capture_output=True, text=True, env={**os.environ})
-    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    kill_import_after(url, path, 3, batch_size=100)
     assert _count(engine) == 300
     report = import_ndjson(store, SYSTEM, [path], workers=0, batch_size=100)
     assert report.skipped == 300 and report.accepted == 700

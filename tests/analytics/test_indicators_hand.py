@@ -383,8 +383,47 @@ def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
         info = inc.refresh([new])
         assert (info["mode"], info["patients"]) == ("incremental", 2)
         got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
-        visits = inc.con.execute("SELECT patient_id FROM d_visit ORDER BY day").fetchall()
+        visits = inc.con.execute(
+            "SELECT k.patient_id FROM d_visit v "
+            "JOIN s_patient_keys k ON k.patient_no = v.patient_id ORDER BY day"
+        ).fetchall()
         assert visits == [("m1",), ("m2",)]
+    with IndicatorStore() as full:
+        full.load([base, new], [2026], as_of=date(2026, 6, 30))
+        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+
+
+def test_a_store_with_text_patient_ids_is_numbered_at_its_first_refresh(tmp_path: Path) -> None:
+    # Stores written before patient ids were numbered keep working: the first refresh
+    # numbers the ids of their view tables and rebuilds the rest.
+    c = County()
+    for pid in ("m1", "m2"):
+        c.patient(pid, "1960-01-01")
+        c.episode(pid, "htn-management", "2020-01-01")
+    c.visit("m1", "2026-04-01", (150, 95))
+    base = c.write(tmp_path / "base")
+    day = County()
+    day.res = []  # no organisations: those would rebuild everything
+    day.visit("m2", "2026-05-01", (120, 80))
+    new = day.write(tmp_path / "new")
+    with IndicatorStore(tmp_path / "old.duckdb") as old:
+        old.load([base], [2026], as_of=date(2026, 6, 30))
+        for name in old.views:
+            if old._patient_keyed(name):  # back to the ids as text, as older stores had them
+                old.con.execute(
+                    f"CREATE OR REPLACE TABLE v_{name} AS SELECT v.* REPLACE (k.patient_id AS "
+                    f"patient_id) FROM v_{name} v "
+                    "JOIN s_patient_keys k ON k.patient_no = v.patient_id"
+                )
+        old.con.execute("DROP TABLE s_patient_keys")
+    with IndicatorStore(tmp_path / "old.duckdb") as inc:
+        assert inc.refresh([new])["mode"] == "incremental"
+        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        kinds = inc.con.execute(
+            "SELECT DISTINCT data_type FROM duckdb_columns() "
+            "WHERE column_name = 'patient_id' AND table_name LIKE 'v\\_%' ESCAPE '\\'"
+        ).fetchall()
+        assert kinds == [("INTEGER",)]
     with IndicatorStore() as full:
         full.load([base, new], [2026], as_of=date(2026, 6, 30))
         assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))

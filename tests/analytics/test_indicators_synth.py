@@ -98,7 +98,8 @@ def _visits(folder: Path) -> tuple[dict[str, list[tuple[str, FollowUpVisit]]], d
 
 def _facts(store: IndicatorStore, indicator: str, period: str) -> dict[str, tuple[float, float]]:
     rows = store.con.execute(
-        "SELECT patient_id, num, den FROM s_facts WHERE indicator_id = ? AND period = ?",
+        "SELECT k.patient_id, num, den FROM s_facts f JOIN s_patient_keys k "
+        "ON k.patient_no = f.patient_id WHERE indicator_id = ? AND period = ?",
         [indicator, period],
     ).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
@@ -278,13 +279,13 @@ def test_cell_deltas_of_more_than_a_row_group(tmp_path: Path) -> None:
             "DATE '2026-12-31' AS as_of"
         )
         con.execute(  # one doctor per patient: one cell per patient
-            "CREATE TABLE d_dim AS SELECT 'p' || i AS patient_id, 'female' AS gender, "
+            "CREATE TABLE d_dim AS SELECT i::INTEGER AS patient_id, 'female' AS gender, "
             "DATE '1970-01-01' AS birth_date, TRUE AS is_resident, 't' AS township_id, "
             f"'v' AS village_id, 'd' || i AS doctor_id FROM range({n}) r(i)"
         )
         con.execute(f"CREATE TABLE s_facts ({FACT_COLUMNS})")
         con.execute(
-            f"INSERT INTO s_facts SELECT 'x', 'p' || i, '2026', 1, 1, NULL FROM range({n}) r(i)"
+            f"INSERT INTO s_facts SELECT 'x', i, '2026', 1, 1, NULL FROM range({n}) r(i)"
         )
         cells.rebuild(s)
         con.execute("BEGIN TRANSACTION")

@@ -1,9 +1,11 @@
 """The facts summed per cell (indicator, period and one value of every stratum), kept up to
 date as facts change, so that reading the results never rescans every fact.
 
-A cell is the finest grain the results need: rolling cells up with GROUPING SETS
-(:mod:`.aggregate`) gives every stratum. Summing the ~20 facts per patient of a county of
-a million residents takes tens of seconds; the cells are a few hundred thousand rows.
+A cell is the finest grain the results need: rolling cells up with GROUPING SETS gives
+every stratum, kept in ``s_rollup`` (one row per indicator, period and stratum value) and
+maintained by the same deltas, so that reading the results reads only that table. Summing
+the ~20 facts per patient of a county of a million residents takes tens of seconds; the
+cells are a few hundred thousand rows.
 
 Maintenance is by deltas: before facts are replaced, their contribution (with the strata
 they were counted under) is subtracted, afterwards the new facts are added, and a cell
@@ -102,9 +104,44 @@ def all_cells_sql() -> str:
         FROM g LEFT JOIN names ON names.cell_no = g.cell_no"""
 
 
+# The strata the results offer besides the county, by the cell column they group.
+ROLLUP_STRATA = {
+    "township": "township_id",
+    "village": "village_id",
+    "doctor": "doctor_id",
+    "sex": "sex",
+    "age-band": "age_band",
+}
+ROLLUP_KEY = ("indicator_id", "period", "stratum", "stratum_id")
+
+
+def rollup_sql(cells: str = "s_cells", where: str = "TRUE", medians: bool = True) -> str:
+    """The rows of ``cells`` matching ``where`` summed per indicator, period and value of
+    each stratum (the county as stratum ``county``), with the fact count ``n``."""
+    cols = ROLLUP_STRATA.values()
+    sets = ["(indicator_id, period)"] + [f"(indicator_id, period, {c})" for c in cols]
+    label = " ".join(f"WHEN grouping({c}) = 0 THEN '{s}'" for s, c in ROLLUP_STRATA.items())
+    value = " ".join(f"WHEN grouping({c}) = 0 THEN {c}" for c in cols)
+    median = (
+        "list_aggregate(flatten(list(vals)), 'median')" if medians else "NULL::DOUBLE"
+    )
+    return f"""
+        SELECT indicator_id, period,
+            CASE {label} ELSE 'county' END AS stratum,
+            CASE {value} ELSE 'county' END AS stratum_id,
+            sum(n) AS n, sum(num) AS num, sum(den) AS den, {median} AS median
+        FROM (SELECT * FROM {cells} WHERE {where})
+        GROUP BY GROUPING SETS ({", ".join(sets)})"""
+
+
 def rebuild(store: IndicatorStore) -> None:
     store.con.execute(TABLE)
     store.con.execute(f"INSERT INTO s_cells {all_cells_sql()}")
+    rebuild_rollup(store)
+
+
+def rebuild_rollup(store: IndicatorStore) -> None:
+    store.con.execute(f"CREATE OR REPLACE TABLE s_rollup AS {rollup_sql()}")
 
 
 def _in(ids: Sequence[str]) -> str:
@@ -145,30 +182,40 @@ class Delta:
             f"sum(sign * num) AS num, sum(sign * den) AS den "
             f"FROM ({' UNION ALL '.join(self._signed)}) GROUP BY ALL"
         )
-        self._merge(keys)
+        self._merge("s_cells", KEY, "_delta_sum", "NULL::DOUBLE[]")
+        # The roll-up changes by the delta rolled up (GROUPING SETS over the few changed
+        # cells, not over all of them).
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _rollup_delta AS "
+            + rollup_sql("_delta_sum", medians=False)
+        )
+        self._merge("s_rollup", ROLLUP_KEY, "_rollup_delta", "NULL::DOUBLE")
         self._recompute_medians()
         con.execute("DROP TABLE _delta_sum")
+        con.execute("DROP TABLE _rollup_delta")
 
-    def _merge(self, keys: str) -> None:
-        """Add ``_delta_sum`` to the cells: one join gives the new sums and the old rows."""
-        on = " AND ".join(f"s.{k} = d.{k}" for k in KEY)
+    def _merge(self, table: str, key: Sequence[str], delta: str, last: str) -> None:
+        """Add the sums of ``delta`` to ``table`` (rows keyed by ``key``, then ``n``,
+        ``num``, ``den`` and a last column set to ``last``); one join gives the new sums and
+        the old rows, and a row whose count reaches zero goes."""
+        on = " AND ".join(f"s.{k} = d.{k}" for k in key)
         con = self.con
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _merged AS SELECT s.rowid AS cell_row, "
-            f"{', '.join(f'd.{k}' for k in KEY)}, coalesce(s.n, 0) + d.n AS n, "
+            f"CREATE OR REPLACE TEMP TABLE _merged AS SELECT s.rowid AS old_row, "
+            f"{', '.join(f'd.{k}' for k in key)}, coalesce(s.n, 0) + d.n AS n, "
             + ", ".join(
                 f"CASE WHEN s.{c} IS NULL THEN d.{c} WHEN d.{c} IS NULL THEN s.{c} "
                 f"ELSE s.{c} + d.{c} END AS {c}"
                 for c in ("num", "den")
             )
-            + f" FROM _delta_sum d LEFT JOIN s_cells s ON {on}"
+            + f" FROM {delta} d LEFT JOIN {table} s ON {on}"
         )
         con.execute(
-            "DELETE FROM s_cells WHERE rowid IN "
-            "(SELECT cell_row FROM _merged WHERE cell_row IS NOT NULL)"
+            f"DELETE FROM {table} WHERE rowid IN "
+            "(SELECT old_row FROM _merged WHERE old_row IS NOT NULL)"
         )
         con.execute(
-            f"INSERT INTO s_cells SELECT {keys}, n, num, den, NULL::DOUBLE[] "
+            f"INSERT INTO {table} SELECT {', '.join(key)}, n, num, den, {last} "
             f"FROM _merged WHERE n > 0"
         )
         con.execute("DROP TABLE _merged")
@@ -186,3 +233,5 @@ class Delta:
             )
             self.con.execute(f"DELETE FROM s_cells WHERE {which}")
             self.con.execute(f"INSERT INTO s_cells {cells_sql(which)}")
+            self.con.execute(f"DELETE FROM s_rollup WHERE {which}")
+            self.con.execute(f"INSERT INTO s_rollup {rollup_sql(where=which)}")

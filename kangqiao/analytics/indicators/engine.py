@@ -185,6 +185,8 @@ class IndicatorStore:
             return {"mode": "full", "patients": None}
         if not self._has_table("s_cells"):  # a store written before cells were kept
             cells.rebuild(self)
+        elif not self._has_table("s_rollup"):  # ... or before they were rolled up
+            cells.rebuild_rollup(self)
         self._derive_patients(touched=True)
         scopes = [FactScope(self.catalogue, "touched")]
         # The reference day moved: the as_of indicators (HEARTS) change in the periods
@@ -377,75 +379,36 @@ class IndicatorStore:
 
     def _upsert_and_slice(self, staged: list[str]) -> None:
         """Upsert the staged rows (``n_<view>``), find the ``touched`` patients and copy
-        their rows into ``t_<view>``, reading each patient-keyed view table once: its rows
-        of the patients with new rows or replaced by a new row are copied with their row
-        ids, which give both the rows to delete and the slice."""
+        their rows into ``t_<view>``. The rows a staged row replaces are found by id first
+        (a read of the id column): a resource moved to another patient touches the patient
+        it left too, so the touched patients are known before any slice is copied."""
         keyed = [n for n in self.views if self._patient_keyed(n)]
         new = [n for n in keyed if n in staged]
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE _new_patients AS SELECT DISTINCT patient_id FROM ("
-            + " UNION ALL ".join(
-                [f"SELECT patient_id FROM n_{n}" for n in new]
-                or ["SELECT NULL::INTEGER AS patient_id WHERE FALSE"]
+        for name in new:
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _gone_{name} AS SELECT rowid AS view_row, "
+                f"patient_id FROM main.v_{name} WHERE id IN (SELECT id FROM n_{name})"
             )
+        ids = [f"SELECT patient_id FROM {t}{n}" for n in new for t in ("n_", "_gone_")]
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT patient_id FROM ("
+            + (" UNION ALL ".join(ids) or "SELECT NULL::INTEGER AS patient_id WHERE FALSE")
             + ")"
         )
-        for name in keyed:
-            self._hit_rows(name, "_new_patients", replaced=name in new)
-        # A resource moved to another patient touches the old patient too.
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE touched AS SELECT patient_id FROM _new_patients "
-            + "".join(f"UNION SELECT patient_id FROM _hit_{n} WHERE replaced " for n in new)
-        )
-        more = self._count("touched") > self._count("_new_patients")
-        if more:  # rare: a second pass for the patients a resource moved away from
+        for name in new:
             self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE _old_patients AS SELECT patient_id FROM touched "
-                "EXCEPT SELECT patient_id FROM _new_patients"
+                f"DELETE FROM v_{name} WHERE rowid IN (SELECT view_row FROM _gone_{name})"
             )
-            for name in keyed:
-                self._more_rows(name, "_old_patients")
-            self.con.execute("DROP TABLE _old_patients")
+            self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
+            self.con.execute(f"DROP TABLE _gone_{name}")
         for name in keyed:
-            if name in new:
-                self.con.execute(
-                    f"DELETE FROM v_{name} WHERE rowid IN "
-                    f"(SELECT view_row FROM _hit_{name} WHERE replaced)"
-                )
-                self.con.execute(f"INSERT INTO v_{name} SELECT * FROM n_{name}")
             self.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * EXCLUDE (view_row, replaced) "
-                f"FROM _hit_{name} WHERE NOT replaced"
-                + (f" UNION ALL SELECT * FROM _more_{name}" if more else "")
-                + (f" UNION ALL SELECT * FROM n_{name}" if name in new else "")
+                f"CREATE OR REPLACE TEMP TABLE t_{name} AS SELECT * FROM main.v_{name} "
+                "WHERE patient_id IN (SELECT patient_id FROM touched)"
             )
-            self.con.execute(f"DROP TABLE _hit_{name}")
-            self.con.execute(f"DROP TABLE IF EXISTS _more_{name}")
         self._upsert([n for n in self.views if n not in keyed])
-        for name in keyed:
+        for name in new:
             self.con.execute(f"DROP TABLE n_{name}")
-        self.con.execute("DROP TABLE _new_patients")
-
-    def _hit_rows(self, name: str, patients: str, replaced: bool) -> None:
-        """``_hit_<name>``: the rows of ``v_<name>`` of the patients in the table
-        ``patients`` or (if ``replaced``) with the id of a staged row, with their row id
-        and whether a staged row replaces them."""
-        is_replaced = f"coalesce(id IN (SELECT id FROM n_{name}), FALSE)" if replaced else "FALSE"
-        self.con.execute(
-            f"CREATE TEMP TABLE _hit_{name} AS SELECT * FROM ("
-            f"SELECT rowid AS view_row, {is_replaced} AS replaced, * FROM main.v_{name}) "
-            f"WHERE replaced OR patient_id IN (SELECT patient_id FROM {patients})"
-        )
-
-    def _more_rows(self, name: str, patients: str) -> None:
-        """``_more_<name>``: the rows of ``v_<name>`` of the patients in ``patients`` that
-        ``_hit_<name>`` lacks. A table of its own, not an INSERT into ``_hit_<name>``: see
-        cells.Delta on a DuckDB bug."""
-        self.con.execute(
-            f"CREATE TEMP TABLE _more_{name} AS SELECT * FROM main.v_{name} "
-            f"WHERE patient_id IN (SELECT patient_id FROM {patients}) "
-            f"AND rowid NOT IN (SELECT view_row FROM _hit_{name})"
-        )
 
     def _upsert(self, names: Iterable[str] | None = None) -> None:
         for name in self.views if names is None else names:

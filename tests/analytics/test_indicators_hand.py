@@ -393,6 +393,38 @@ def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
         assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
 
 
+@pytest.mark.parametrize(
+    ("moved_to", "last_day"),
+    [("2026-05-20", date(2026, 5, 20)), ("2026-03-01", date(2026, 4, 1))],
+    ids=["later", "earlier"],
+)
+def test_the_reference_day_follows_a_replaced_last_encounter(
+    tmp_path: Path, moved_to: str, last_day: date
+) -> None:
+    # The latest encounter day is kept between refreshes; when the encounter on that day
+    # is corrected to another day the reference day moves with it, back as well as on.
+    c = County()
+    c.patient("m1", "1960-01-01")
+    c.episode("m1", "htn-management", "2020-01-01")
+    c.visit("m1", "2026-04-01", (150, 95))
+    last = c.visit("m1", "2026-05-01", (120, 80))
+    base = c.write(tmp_path / "base")
+    day = County()
+    encounter = next(r for r in c.res if r["id"] == last)
+    day.res = [dict(encounter, period={"start": f"{moved_to}T09:00:00+08:00"})]
+    new = day.write(tmp_path / "new")
+    with IndicatorStore() as inc:
+        inc.load([base], [2026])
+        assert inc.data_as_of() == date(2026, 5, 1)
+        inc.refresh([new])
+        assert inc.data_as_of() == last_day
+        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+    with IndicatorStore() as full:
+        full.load([base, new], [2026])
+        assert full.data_as_of() == last_day
+        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+
+
 def test_a_store_with_text_patient_ids_is_numbered_at_its_first_refresh(tmp_path: Path) -> None:
     # Stores written before patient ids were numbered keep working: the first refresh
     # numbers the ids of their view tables and rebuilds the rest.

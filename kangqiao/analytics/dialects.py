@@ -118,6 +118,14 @@ class Dialect:
         """``s`` from the 1-based character ``start`` on."""
         return f"substr({s}, {start})"
 
+    def split_part(self, s: str, sep: str, n: int) -> str:
+        """Part ``n`` of ``s`` split at the text ``sep`` (negative: from the end; '' when
+        there is no such part). Not DuckDB's split_part: DuckDB 2.0.0 cannot bind
+        ``split_part(x, ...) = 'text'`` when x is NULL in every row (e.g. a day's data in
+        which no Observation has an encounter): 'BindBuiltinScalarFunction did not return
+        a BoundFunctionExpression'."""
+        return f"coalesce(string_split({s}, {sep})[{n}], '')"
+
     def find(self, s: str, pattern: str) -> str:
         return f"regexp_matches({s}, {self.lit(pattern)})"
 
@@ -249,6 +257,9 @@ class SparkDialect(Dialect):
 
     def has_text(self, s: str, part: str) -> str:
         return f"(instr({s}, {part}) > 0)"
+
+    def split_part(self, s: str, sep: str, n: int) -> str:
+        return f"split_part({s}, {sep}, {n})"
 
     def find(self, s: str, pattern: str) -> str:
         return f"({s} RLIKE {self.lit(pattern)})"

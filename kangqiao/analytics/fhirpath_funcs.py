@@ -144,8 +144,9 @@ def fn_getReferenceKey(c: Compiler, base: Val, args: tuple[Node, ...], ctx: Ctx)
         # Type/id, Type/id/_history/v and absolute URLs ending so; other forms (urn:,
         # #contained, identifiers) have no key. Plain string functions: no regex per row.
         r = c.to_kind(ref, "str").sql
-        s = f"split_part({r}, '/_history/', 1)"
-        rtype, rid = f"split_part({s}, '/', -2)", f"nullif(split_part({s}, '/', -1), '')"
+        s = c.d.split_part(r, c.d.lit("/_history/"), 1)
+        rtype = c.d.split_part(s, c.d.lit("/"), -2)
+        rid = f"nullif({c.d.split_part(s, c.d.lit('/'), -1)}, '')"
         if wanted is None:
             cond = c.d.full_match(rtype, "[A-Z][A-Za-z]+")
             return Val(f"(CASE WHEN {cond} THEN {rid} END)", False, "str")

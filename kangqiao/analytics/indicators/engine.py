@@ -447,17 +447,20 @@ class IndicatorStore:
             if patients and self._patient_keyed(name):
                 source = f"t_{name}" if patients == "touched" else source + only
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source}")
+        have = self._table_names()
         for name in derived.DIMENSION_TABLES:
-            if self._has_table(f"d_{name}"):
+            if f"d_{name}" in have:
                 self.con.execute(
                     f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM main.d_{name}"
                 )
         for name in derived.PATIENT_TABLES:
-            if self._has_table(f"d_{name}"):
-                self._bind_derived(name, patients)
+            if f"d_{name}" in have:
+                self._bind_derived(name, patients, f"temp.td_{name}" in have)
 
-    def _bind_derived(self, name: str, patients: str | None) -> None:
-        if patients == "touched" and self._has_temp(f"td_{name}"):
+    def _bind_derived(self, name: str, patients: str | None, sliced: bool = False) -> None:
+        """Point ``name`` at ``d_<name>``: all of it, its rows of the patients in the table
+        ``patients``, or (``sliced``) the touched patients' rows kept in ``td_<name>``."""
+        if patients == "touched" and sliced:
             source = f"td_{name}"
         elif patients:
             source = f"main.d_{name} WHERE patient_id IN (SELECT patient_id FROM {patients})"
@@ -494,7 +497,7 @@ class IndicatorStore:
                 f"DELETE FROM d_{name} WHERE patient_id IN (SELECT patient_id FROM touched)"
             )
             self.con.execute(f"INSERT INTO d_{name} SELECT * FROM td_{name}")
-            self._bind_derived(name, "touched")  # the later tables read it (dim reads mgmt)
+            self._bind_derived(name, "touched", sliced=True)  # dim reads mgmt
 
     def indicator_params(self, ind: Indicator) -> dict[str, Any]:
         """Overrides for ``ind``: ``params[<indicator id>]`` or a bare parameter name."""
@@ -704,11 +707,10 @@ class IndicatorStore:
         ).fetchone()
         return bool(row and row[0])
 
-    def _has_temp(self, name: str) -> bool:
-        row = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
-        ).fetchone()
-        return bool(row and row[0])
+    def _table_names(self) -> set[str]:
+        """The stored tables' names, and the temporary ones' prefixed ``temp.``."""
+        rows = self.con.execute("SELECT temporary, table_name FROM duckdb_tables()").fetchall()
+        return {("temp." if temporary else "") + name for temporary, name in rows}
 
     def _count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()

@@ -225,7 +225,8 @@ class IndicatorStore:
         # One CREATE AS, not CREATE then INSERT: see cells.Delta on a DuckDB bug.
         self.con.execute(
             f"CREATE TABLE {PATIENT_KEYS} AS SELECT patient_id, "
-            f"CAST(row_number() OVER () AS INTEGER) AS patient_no FROM ({ids or 'SELECT NULL'})"
+            f"CAST(row_number() OVER () AS INTEGER) AS patient_no FROM "
+            f"({ids or 'SELECT NULL::VARCHAR AS patient_id WHERE FALSE'})"
         )
         for name in keyed:
             self._store_view("TABLE v_", name, f"SELECT * FROM main.v_{name}", None)

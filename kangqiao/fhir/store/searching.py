@@ -30,12 +30,12 @@ H = schema.resource_history
 WALK_ROWS = 2000
 # a walk: the searched type, and its conditions as opaque probes with the gate's filter
 Walk = tuple[str, list[ColumnElement[bool]]]
-# Above FEW_ROWS, one more candidate tested row by row per this many stored resources: the
-# lists a user's costlier links build grow with the store (a centre's Tasks of all time:
-# 8,731 read in 40 ms at 1,000,000 residents), a candidate's test does not (~33 µs). Measured
-# on PostgreSQL: 1,000 the better threshold at 20,000 residents (180,525 resources; 2,500
-# made the GP's I10 list slower), 2,500 at 1,000,000 (8,956,744: the GP's surname search
-# 85 -> 48 ms).
+# On PostgreSQL, above FEW_ROWS one more candidate is tested row by row per this many stored
+# resources (``_few_rows``): the lists a user's costlier links build grow with the store (a
+# centre's Tasks of all time: 8,731 read in 40 ms at 1,000,000 residents), a candidate's test
+# does not (~33 µs). Measured: 1,000 the better threshold at 20,000 residents (180,525
+# resources; 2,500 made the GP's I10 list slower), 2,500 at 1,000,000 (8,956,744: the GP's
+# surname search 85 -> 48 ms).
 RESOURCES_PER_FEW_ROW = 3600
 
 
@@ -92,8 +92,8 @@ class SearchMixin:
         return visible
 
     def _few_candidates(self, spec: SearchSpec) -> bool:
-        """Whether the driver reads at most ``FEW_ROWS`` rows (more in a large store, see
-        ``RESOURCES_PER_FEW_ROW``): a key or one identifier always; the range of one value
+        """Whether the driver reads at most ``FEW_ROWS`` rows (more in a large PostgreSQL
+        store: ``_few_rows``): a key or one identifier always; the range of one value
         (a code, a name prefix) when counting its first rows says so (an index-only read,
         under a millisecond, that spares the search the building of the lists the policy's
         costlier links test candidates against). Not for ranges, composites and chains:
@@ -103,7 +103,7 @@ class SearchMixin:
             return True
         if spec.driver_ids is None or spec.driver_rank > plan.WEAK_PREFIX:
             return False
-        few = max(FEW_ROWS, _stored_rows(self.conn) // RESOURCES_PER_FEW_ROW)
+        few = _few_rows(self.conn)
         capped = spec.driver_ids.limit(few + 1).subquery()
         found = self.conn.execute(select(func.count()).select_from(capped)).scalar_one()
         return int(found) <= few
@@ -400,12 +400,14 @@ class IncludeMixin:
         return Page(items, total)
 
 
-def _stored_rows(conn: Connection) -> int:
-    """About how many resources are stored, at no cost: PostgreSQL's estimate from its
-    statistics (0 before the table was first analyzed), SQLite's largest row id (deleted
-    and replaced rows included either way)."""
-    if conn.dialect.name == "postgresql":
-        sql = "SELECT reltuples FROM pg_class WHERE oid = 'resource'::regclass"
-    else:
-        sql = "SELECT max(rowid) FROM resource"
-    return max(0, int(conn.exec_driver_sql(sql).scalar() or 0))
+def _few_rows(conn: Connection) -> int:
+    """The most candidates a search has the policy test row by row: ``FEW_ROWS``, raised on
+    PostgreSQL by one per ``RESOURCES_PER_FEW_ROW`` resources in its estimate of the table
+    (no cost; 0 before the table was first analyzed). SQLite keeps ``FEW_ROWS``: its plan
+    for one value's range stops at the page (a surname at 1,000,000 residents took 15-19 ms
+    with the lists) and the rule was measured on PostgreSQL only."""
+    if conn.dialect.name != "postgresql":
+        return FEW_ROWS
+    rows = conn.exec_driver_sql(
+        "SELECT reltuples FROM pg_class WHERE oid = 'resource'::regclass").scalar()
+    return max(FEW_ROWS, int(rows or 0) // RESOURCES_PER_FEW_ROW)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, event, or_, true
 
 from kangqiao.fhir.store import searching
 from kangqiao.fhir.store.store import FhirStore
@@ -182,4 +182,41 @@ def test_a_larger_store_tests_more_candidates_row_by_row(
         page = uow.search("Observation", [("code", "8867-4")], count=100, total="accurate")
     assert page.total == len(page.items) == 29
     assert gate.asked[-1][1] is (few and county.engine.dialect.name == "postgresql")
+
+
+class _SomeGate(TrustedGate):
+    """Hides the resources whose id ends in 4 or 8."""
+
+    def search_filter(self, access: Access, resource_type: str | None, *,
+                      anchored: bool = False, few: bool = False) -> ColumnElement[bool] | None:
+        return ~or_(*(searching.R.c.id.like(f"%{d}") for d in "48"))
+
+    def may_read(self, access: Access, resource: dict[str, Any]) -> bool:
+        return str(resource.get("id", ""))[-1:] not in "48"
+
+
+@pytest.mark.parametrize("few_rows", [0, 1000])
+def test_the_first_page_of_few_candidates_counts_them_in_the_same_query(
+        county: FhirStore, monkeypatch: pytest.MonkeyPatch, few_rows: int) -> None:
+    """Few candidates (each tested against the policy): the first page's query counts the
+    matches too (a window count) - the same total as the separate count query gives, and
+    one statement fewer."""
+    monkeypatch.setattr(searching, "FEW_ROWS", few_rows)
+    statements: list[str] = []
+    store = FhirStore(county.engine, _SomeGate())
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    with store.read(SYSTEM) as uow:
+        event.listen(uow.conn, "before_cursor_execute", record)
+        page = uow.search("Observation", [("code", "8867-4")], count=5, total="accurate")
+        event.remove(uow.conn, "before_cursor_execute", record)
+    with FhirStore(county.engine, TrustedGate()).read(SYSTEM) as uow:
+        every = uow.search("Observation", [("code", "8867-4")], count=100, total="accurate")
+    seen = [s.id for s in every.items if s.id[-1] not in "48"]
+    assert [s.id for s in page.items] == seen[:5] and page.total == len(seen) > 5
+    separate = [s for s in statements if s.lstrip().upper().startswith("SELECT COUNT(*)")
+                and "search_token" in s and "LIMIT" not in s.upper()]
+    assert bool(separate) is (few_rows == 0)
 

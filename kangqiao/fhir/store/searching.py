@@ -82,14 +82,15 @@ class SearchMixin:
         return [] if clause is None else [clause]
 
     def _visible_to(self, resource_type: str | None, spec: SearchSpec
-                    ) -> list[ColumnElement[bool]]:
+                    ) -> tuple[list[ColumnElement[bool]], bool]:
         """The gate's filter for a search by ``spec``: anchored when its driver is selective
-        (``_anchored``), and for few rows when the driver reads at most ``FEW_ROWS``."""
+        (``_anchored``), and for few rows when the driver reads at most ``FEW_ROWS``; and
+        whether it is the latter."""
         anchored = _anchored(spec)
         visible = self._visible(resource_type, anchored=anchored)
         if visible and anchored and self._few_candidates(spec):
-            return self._visible(resource_type, few=True)
-        return visible
+            return self._visible(resource_type, few=True), True
+        return visible, False
 
     def _few_candidates(self, spec: SearchSpec) -> bool:
         """Whether the driver reads at most ``FEW_ROWS`` rows (more in a large PostgreSQL
@@ -118,7 +119,7 @@ class SearchMixin:
         spec = build_search(resource_type, _checked(params), strict=True)
         stmt = (select(R.c.id)
                 .where(R.c.resource_type == resource_type, R.c.deleted.is_(False), *spec.where,
-                       *self._visible_to(resource_type, spec))
+                       *self._visible_to(resource_type, spec)[0])
                 .limit(2))
         return [row.id for row in self.conn.execute(stmt)]
 
@@ -131,7 +132,8 @@ class SearchMixin:
         with ``_sort`` by ``offset``."""
         self.flush()
         spec = build_search(resource_type, _checked(params), strict=strict)
-        where = [R.c.deleted.is_(False), *spec.where, *self._visible_to(resource_type, spec)]
+        visible, few = self._visible_to(resource_type, spec)
+        where = [R.c.deleted.is_(False), *spec.where, *visible]
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
         if count <= 0:
@@ -154,7 +156,12 @@ class SearchMixin:
                 # the walk tests at most WALK_ROWS rows, and stops at a page of matches
                 walk = (resource_type, [R.c.deleted.is_(False), *probes,
                                         *self._visible(resource_type, few=True)])
-        return self._keyset_page(where, count, after, before, total, spec.warnings, walk)
+        # Few candidates, each tested against the policy (the page query tests them all
+        # before it sorts): the first page counts them too, instead of a second query
+        # testing them all again.
+        counted = few and total != "none"
+        return self._keyset_page(where, count, after, before, total, spec.warnings, walk,
+                                 counted=counted)
 
     def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None
                ) -> int | None:
@@ -169,8 +176,12 @@ class SearchMixin:
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,
-                     total: str, warnings: list[Issue], walk: Walk | None = None) -> Page:
+                     total: str, warnings: list[Issue], walk: Walk | None = None, *,
+                     counted: bool = False) -> Page:
+        """A page in key order; ``counted``: the first page's query also counts the matches
+        (a window count, which makes it read them all: for few candidates only)."""
         key = tuple_(R.c.resource_type, R.c.id)
+        matches = None
         if before is not None:
             stmt = select(R).where(*where, key < tuple_(*before)).order_by(
                 R.c.resource_type.desc(), R.c.id.desc()).limit(count + 1)
@@ -181,13 +192,18 @@ class SearchMixin:
             cond = [key > tuple_(*after)] if after is not None else []
             if walk is not None:
                 rows = self._walk(where, walk, after, count)
+            elif counted and after is None:
+                rows = list(self.conn.execute(
+                    select(R, func.count().over().label("matches")).where(*where)
+                    .order_by(R.c.resource_type, R.c.id).limit(count + 1)))
+                matches = int(rows[0].matches) if rows else 0
             else:
                 rows = list(self.conn.execute(select(R).where(*where, *cond).order_by(
                     R.c.resource_type, R.c.id).limit(count + 1)))
             more_after, rows = len(rows) > count, rows[:count]
             more_before = after is not None
         keys = [(r.resource_type, r.id) for r in rows]
-        known = len(rows) if not (more_before or more_after) else None
+        known = len(rows) if not (more_before or more_after) else matches
         return Page(self._readable(rows), self._total(where, total, known), list(warnings),
                     first_key=keys[0] if keys else None, last_key=keys[-1] if keys else None,
                     more_after=more_after and bool(keys), more_before=more_before and bool(keys))

@@ -419,7 +419,7 @@ class IncludeMixin:
 def _few_rows(conn: Connection) -> int:
     """The most candidates a search has the policy test row by row: ``FEW_ROWS``, raised on
     PostgreSQL by one per ``RESOURCES_PER_FEW_ROW`` resources in its estimate of the table
-    (no cost; 0 before the table was first analyzed). SQLite keeps ``FEW_ROWS``: its plan
+    (no cost; none before the table was first analyzed). SQLite keeps ``FEW_ROWS``: its plan
     for one value's range stops at the page (a surname at 1,000,000 residents took 15-19 ms
     with the lists) and the rule was measured on PostgreSQL only."""
     if conn.dialect.name != "postgresql":

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from kangqiao.analytics.indicators import STRATA, IndicatorStore, compute_indicators
-from kangqiao.analytics.indicators.aggregate import is_suppressed
+from kangqiao.analytics.indicators.aggregate import is_suppressed, suppressed_sql
 
 KQ = "https://kangqiao.example/fhir/"
 DIV = KQ + "StructureDefinition/admin-division-code"
@@ -198,6 +198,32 @@ def run(c: County, tmp_path: Path, **kw: Any) -> dict[str, dict[str, Any]]:
     return county_rows(compute_indicators([c.write(tmp_path / "in")], 2026, **kw))
 
 
+def day_of_data() -> County:
+    """A day's new resources only (no organisations: they would force a full rebuild)."""
+    day = County()
+    day.res = []
+    return day
+
+
+def managed(c: County, *pids: str) -> None:
+    """Hypertensive patients under management since 2020, born in 1960."""
+    for pid in pids:
+        c.patient(pid, "1960-01-01")
+        c.episode(pid, "htn-management", "2020-01-01")
+
+
+def all_rows(store: IndicatorStore) -> list[str]:
+    """Every result row of every stratum, comparable between stores."""
+    return sorted(map(repr, store.results(STRATA, suppress_below=0)))
+
+
+def full_build(inputs: list[Path], **load: Any) -> list[str]:
+    """:func:`all_rows` of a store built from scratch on ``inputs``."""
+    with IndicatorStore() as full:
+        full.load(inputs, [2026], **load)
+        return all_rows(full)
+
+
 def nd(row: dict[str, Any]) -> tuple[Any, Any]:
     return row["numerator"], row["denominator"]
 
@@ -334,8 +360,7 @@ def test_hearts_states_change_when_only_the_reference_day_moves(tmp_path: Path) 
     c.episode("e", "htn-management", "2020-01-01")
     c.visit("e", "2026-05-01", (150, 95))
     base = c.write(tmp_path / "base")
-    day = County()
-    day.res = []  # only the new visit (no organisations: they would force a full rebuild)
+    day = day_of_data()  # only the new visit
     day.visit("z", "2026-06-20", disease="dm")
     new = day.write(tmp_path / "new")
 
@@ -359,22 +384,18 @@ def test_hearts_states_change_when_only_the_reference_day_moves(tmp_path: Path) 
                 "missed-visit": (1, 4),  # b
                 "lost-to-follow-up": (1, 4),  # c
             }
-        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
-    with IndicatorStore() as full:
-        full.load([base, new], [2026])
-        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+        got = all_rows(inc)
+    assert got == full_build([base, new])
 
 
 def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
     # A visit recorded against the wrong patient is corrected: both patients change.
     c = County()
-    for pid in ("m1", "m2"):
-        c.patient(pid, "1960-01-01")
-        c.episode(pid, "htn-management", "2020-01-01")
+    managed(c, "m1", "m2")
     c.visit("m1", "2026-04-01", (150, 95))
     enc = c.visit("m1", "2026-05-01", (120, 80))
     base = c.write(tmp_path / "base")
-    day = County()
+    day = day_of_data()
     wrong = next(r for r in c.res if r["id"] == enc)
     day.res = [dict(wrong, subject={"reference": "Patient/m2"})]
     new = day.write(tmp_path / "new")
@@ -382,15 +403,13 @@ def test_refresh_moves_a_resource_to_another_patient(tmp_path: Path) -> None:
         inc.load([base], [2026], as_of=date(2026, 6, 30))
         info = inc.refresh([new])
         assert (info["mode"], info["patients"]) == ("incremental", 2)
-        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        got = all_rows(inc)
         visits = inc.con.execute(
             "SELECT k.patient_id FROM d_visit v "
             "JOIN s_patient_keys k ON k.patient_no = v.patient_id ORDER BY day"
         ).fetchall()
         assert visits == [("m1",), ("m2",)]
-    with IndicatorStore() as full:
-        full.load([base, new], [2026], as_of=date(2026, 6, 30))
-        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+    assert got == full_build([base, new], as_of=date(2026, 6, 30))
 
 
 @pytest.mark.parametrize(
@@ -404,12 +423,11 @@ def test_the_reference_day_follows_a_replaced_last_encounter(
     # The latest encounter day is kept between refreshes; when the encounter on that day
     # is corrected to another day the reference day moves with it, back as well as on.
     c = County()
-    c.patient("m1", "1960-01-01")
-    c.episode("m1", "htn-management", "2020-01-01")
+    managed(c, "m1")
     c.visit("m1", "2026-04-01", (150, 95))
     last = c.visit("m1", "2026-05-01", (120, 80))
     base = c.write(tmp_path / "base")
-    day = County()
+    day = day_of_data()
     encounter = next(r for r in c.res if r["id"] == last)
     day.res = [dict(encounter, period={"start": f"{moved_to}T09:00:00+08:00"})]
     new = day.write(tmp_path / "new")
@@ -418,24 +436,21 @@ def test_the_reference_day_follows_a_replaced_last_encounter(
         assert inc.data_as_of() == date(2026, 5, 1)
         inc.refresh([new])
         assert inc.data_as_of() == last_day
-        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        got = all_rows(inc)
     with IndicatorStore() as full:
         full.load([base, new], [2026])
         assert full.data_as_of() == last_day
-        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+        assert got == all_rows(full)
 
 
 def test_a_store_with_text_patient_ids_is_numbered_at_its_first_refresh(tmp_path: Path) -> None:
     # Stores written before patient ids were numbered keep working: the first refresh
     # numbers the ids of their view tables and rebuilds the rest.
     c = County()
-    for pid in ("m1", "m2"):
-        c.patient(pid, "1960-01-01")
-        c.episode(pid, "htn-management", "2020-01-01")
+    managed(c, "m1", "m2")
     c.visit("m1", "2026-04-01", (150, 95))
     base = c.write(tmp_path / "base")
-    day = County()
-    day.res = []  # no organisations: those would rebuild everything
+    day = day_of_data()
     day.visit("m2", "2026-05-01", (120, 80))
     new = day.write(tmp_path / "new")
     with IndicatorStore(tmp_path / "old.duckdb") as old:
@@ -450,15 +465,13 @@ def test_a_store_with_text_patient_ids_is_numbered_at_its_first_refresh(tmp_path
         old.con.execute("DROP TABLE s_patient_keys")
     with IndicatorStore(tmp_path / "old.duckdb") as inc:
         assert inc.refresh([new])["mode"] == "incremental"
-        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
+        got = all_rows(inc)
         kinds = inc.con.execute(
             "SELECT DISTINCT data_type FROM duckdb_columns() "
             "WHERE column_name = 'patient_id' AND table_name LIKE 'v\\_%' ESCAPE '\\'"
         ).fetchall()
         assert kinds == [("INTEGER",)]
-    with IndicatorStore() as full:
-        full.load([base, new], [2026], as_of=date(2026, 6, 30))
-        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+    assert got == full_build([base, new], as_of=date(2026, 6, 30))
 
 
 def test_home_monitoring_coverage_counts_device_readings_within_the_period(
@@ -499,22 +512,18 @@ def test_a_day_of_home_readings_without_encounters_refreshes(tmp_path: Path) -> 
     # encounter, so the view's encounter key is NULL in every staged row (DuckDB 2.0.0
     # could not bind split_part compared with text over such a column).
     c = County()
-    c.patient("m1", "1960-01-01")
-    c.episode("m1", "htn-management", "2020-01-01")
+    managed(c, "m1")
     c.visit("m1", "2026-04-01", (150, 95))
     base = c.write(tmp_path / "base")
-    day = County()
-    day.res = []  # no organisations: those would rebuild everything
+    day = day_of_data()
     day.bp("m1", "2026-04-02T07:00:00+08:00", (135, 85))
     day.res[-1]["device"] = {"reference": "Device/cuff-1"}
     new = day.write(tmp_path / "new")
     with IndicatorStore() as inc:
         inc.load([base], [2026], as_of=date(2026, 6, 30))
         assert inc.refresh([new])["mode"] == "incremental"
-        got = sorted(map(repr, inc.results(STRATA, suppress_below=0)))
-    with IndicatorStore() as full:
-        full.load([base, new], [2026], as_of=date(2026, 6, 30))
-        assert got == sorted(map(repr, full.results(STRATA, suppress_below=0)))
+        got = all_rows(inc)
+    assert got == full_build([base, new], as_of=date(2026, 6, 30))
 
 
 def test_contract_coverage_key_groups(tmp_path: Path) -> None:
@@ -656,3 +665,17 @@ def test_suppression_rule() -> None:
     assert is_suppressed(9, 100, 10) is True
     assert is_suppressed(10, 9, 10) is True  # rate on fewer than 10 people
     assert is_suppressed(3, 5, 0) is False  # inside the county: no suppression
+
+
+def test_the_results_query_suppresses_by_the_same_rule() -> None:
+    # results() applies the rule in SQL; it must agree with is_suppressed case by case.
+    cases = list(itertools.product([None, 0, 1, 9, 10, 11], [None, 0, 9, 10, 100], [0, 10]))
+    with IndicatorStore() as store:
+        for num, den, below in cases:
+            row = store.con.execute(
+                f"SELECT {suppressed_sql('n', 'd', below)} FROM "
+                "(SELECT CAST(? AS DOUBLE) AS n, CAST(? AS DOUBLE) AS d)",
+                [num, den],
+            ).fetchone()
+            assert row is not None and row[0] is is_suppressed(num, den, below), (num, den, below)
+

@@ -114,10 +114,7 @@ def aggregate(
     unknown = set(strata) - set(STRATA)
     if unknown:
         raise ValueError(f"unknown strata {sorted(unknown)}; use {', '.join(STRATA)}")
-    if not store._has_table("s_cells"):  # a store written before cells were kept
-        cells.rebuild(store)
-    elif not store._has_table("s_rollup"):  # ... or before they were rolled up
-        cells.rebuild_rollup(store)
+    cells.ensure(store)
     rows = store.con.execute(_sql(store, strata, periods, suppress_below)).fetchall()
     # Counts are whole numbers; the rounding in SQL also evens out sums that deltas added
     # in another order than a full build (296.99999999999994 for 297).

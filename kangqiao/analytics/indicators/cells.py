@@ -144,6 +144,14 @@ def rebuild_rollup(store: IndicatorStore) -> None:
     store.con.execute(f"CREATE OR REPLACE TABLE s_rollup AS {rollup_sql()}")
 
 
+def ensure(store: IndicatorStore) -> None:
+    """Build the cells, or only the roll-up, of a store written before they were kept."""
+    if not store._has_table("s_cells"):
+        rebuild(store)
+    elif not store._has_table("s_rollup"):
+        rebuild_rollup(store)
+
+
 def _in(ids: Sequence[str]) -> str:
     return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
 

@@ -184,10 +184,7 @@ class IndicatorStore:
         ]:
             self._rebuild()
             return {"mode": "full", "patients": None}
-        if not self._has_table("s_cells"):  # a store written before cells were kept
-            cells.rebuild(self)
-        elif not self._has_table("s_rollup"):  # ... or before they were rolled up
-            cells.rebuild_rollup(self)
+        cells.ensure(self)
         self._derive_patients(touched=True)
         scopes = [FactScope(self.catalogue, "touched")]
         # The reference day moved: the as_of indicators (HEARTS) change in the periods
@@ -488,8 +485,9 @@ class IndicatorStore:
         touched patients' rows are also kept in ``td_<name>``, which the refresh's queries
         read instead of picking them out of the county's ``d_<name>`` again."""
         self._bind("touched" if touched else None)
+        have = self._table_names()
         for name, sql in derived.PATIENT_TABLES.items():
-            if not touched or not self._has_table(f"d_{name}"):
+            if not touched or f"d_{name}" not in have:
                 self.con.execute(f"CREATE OR REPLACE TABLE d_{name} AS {sql}")
                 self._bind_derived(name, None)
                 continue
@@ -702,11 +700,7 @@ class IndicatorStore:
 
     # --- small helpers ---------------------------------------------------------------------------
     def _has_table(self, name: str) -> bool:
-        row = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?",
-            [name],
-        ).fetchone()
-        return bool(row and row[0])
+        return name in self._table_names()
 
     def _table_names(self) -> set[str]:
         """The stored tables' names, and the temporary ones' prefixed ``temp.``."""

@@ -22,6 +22,7 @@ from kangqiao.synth.context import Ctx, NullTruth, Place, TruthSink
 from kangqiao.synth.contracts import contract
 from kangqiao.synth.defects import inject
 from kangqiao.synth.duplicates import duplicate_records
+from kangqiao.synth.elderly import elderly_checks
 from kangqiao.synth.encounters import acute_visits
 from kangqiao.synth.geography import build_county
 from kangqiao.synth.infectious import Surveillance
@@ -126,6 +127,8 @@ class Synthesizer:
     def _household(self, rng: random.Random, index: int, members: list[Any]) -> list[Resource]:
         ctx = self.ctx
         dup_rng = household_rng(self.seed, "dup", index)
+        # Its own stream, so that adding the checks left every other draw of the county as it was.
+        check_rng = household_rng(self.seed, "elderly", index)
         batch: list[Resource] = []
         for person in members:
             chronic = chronic_care(ctx, rng, person)
@@ -135,6 +138,7 @@ class Synthesizer:
             batch += contracted
             batch += chronic
             batch += acute_visits(ctx, rng, person)
+            batch += elderly_checks(ctx, check_rng, person)
             batch += self.surveillance.cases(rng, person)
             batch += duplicate_records(ctx, dup_rng, person, patient)
         inject(ctx, household_rng(self.seed, "defect", index), batch)

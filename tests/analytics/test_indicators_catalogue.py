@@ -21,6 +21,7 @@ REQUIRED = {
     "nbphs-htn-bp-control",
     "nbphs-dm-glucose-control",
     "nbphs-htn-health-management",
+    "nbphs-elderly-health-management",
     "hearts-controlled",
     "hearts-uncontrolled",
     "hearts-missed-visit",

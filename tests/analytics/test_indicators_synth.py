@@ -165,6 +165,39 @@ def test_hearts_cohort_agrees_with_the_rules(county: Path, store: IndicatorStore
     assert len(set(states.values())) >= 4
 
 
+@pytest.mark.parametrize("year", [2025, 2026])
+def test_elderly_health_management_counts_the_checks_of_residents_aged_65(
+    county: Path, store: IndicatorStore, year: int
+) -> None:
+    """NBPHS 3rd ed., 老年人健康管理服务规范, 工作指标: residents aged 65+ checked in the year
+    ÷ residents aged 65+; counted here straight from the NDJSON."""
+    end = dt.date(year, 12, 31)
+    elderly = set()
+    for p in _read(county, "Patient"):
+        resident = any(
+            i.get("system") == "https://kangqiao.example/fhir/sid/health-record"
+            for i in p.get("identifier", [])
+        )
+        birth = p.get("birthDate")
+        if resident and birth and len(birth) == 10:
+            b = dt.date.fromisoformat(birth)
+            if end.year - b.year - ((end.month, end.day) < (b.month, b.day)) >= 65:
+                elderly.add(p["id"])
+    checked = {
+        _key(e["subject"])
+        for e in _read(county, "Encounter")
+        if e["type"][0]["coding"][0]["code"] == "elderly-health-check"
+        and e["status"] not in ("cancelled", "entered-in-error")
+        and e["period"]["start"][:4] == str(year)
+    }
+    facts = _facts(store, "nbphs-elderly-health-management", str(year))
+    assert set(facts) == elderly
+    assert {pid for pid, (num, _) in facts.items() if num} == elderly & checked
+    rate = len(elderly & checked) / len(elderly)
+    # The synthetic county checks 68 % of them a year (a year of history ends on 1 November).
+    assert (0.55 if year == 2025 else 0.45) < rate < 0.8, rate
+
+
 def test_strata_add_up_to_the_county(store: IndicatorStore) -> None:
     rows = store.results(STRATA, suppress_below=0)
     county = {(r["indicator_id"], r["period"]): r for r in rows if r["stratum"] == "county"}

@@ -99,6 +99,10 @@ class IndicatorStore:
         self.con = duckdb.connect(str(path) if path is not None else ":memory:")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
+        # No statement here depends on the order rows are stored in (results are sorted,
+        # patient numbers are arbitrary), and unordered inserts let each thread write its own
+        # row groups: a million residents' 13 M observations are stored ~2 s faster.
+        self.con.execute("SET preserve_insertion_order = false")
         self.catalogue = tuple(catalogue) if catalogue is not None else load_catalogue()
         self.views = load_views()
         self._compiled = {name: compile_view(v) for name, v in self.views.items()}

@@ -33,7 +33,7 @@ from kangqiao.synth.common import (
 )
 from kangqiao.synth.context import Ctx, pick_day
 from kangqiao.synth.encounters import encounter
-from kangqiao.synth.labs import CHOL, HDL, LDL, LIPID_PANEL, TRIG, UNIT_DISPLAY
+from kangqiao.synth.labs import CHOL, CREA, HDL, LDL, LIPID_PANEL, TRIG, UNIT_DISPLAY
 from kangqiao.synth.residents import Person
 from kangqiao.synth.vitals import (
     BMI,
@@ -56,7 +56,6 @@ RESPIRATORY_RATE = ("9279-1", "Respiratory rate", "呼吸频率")
 WAIST = ("8280-0", "Waist Circumference at umbilicus by Tape measure", "腰围")
 ECG = ("8601-7", "EKG impression", "心电图")
 UREA = ("22664-7", "Urea [Moles/volume] in Serum or Plasma", "尿素", "mmol/L")
-CREATININE = ("14682-9", "Creatinine [Moles/volume] in Serum or Plasma", "肌酐", "umol/L")
 CBC_PANEL = ("57021-8", "CBC W Auto Differential panel - Blood", "血常规")
 URINE_PANEL = ("24357-6", "Urinalysis macro (dipstick) panel - Urine", "尿常规")
 LIVER_PANEL = ("24325-3", "Hepatic function 2000 panel - Serum or Plasma", "肝功能")
@@ -78,13 +77,17 @@ class Analyte:
     hi: float
     decimals: int
 
+    @property
+    def test(self) -> tuple[str, str, str, str]:
+        return self.code, self.display, self.zh, self.unit
+
     def draw(self, rng: random.Random, male: bool) -> float:
         value = clamp(rng.gauss(self.mean[0 if male else 1], self.sd), self.lo, self.hi)
         return round(value, self.decimals) if self.decimals else round(value)
 
 
 def _a(code: str, display: str, zh: str, unit: str, m: float, f: float, sd: float,
-       lo: float, hi: float, decimals: int) -> Analyte:  # fmt: skip
+       lo: float, hi: float, decimals: int) -> Analyte:
     return Analyte(code, display, zh, unit, (m, f), sd, lo, hi, decimals)
 
 
@@ -127,10 +130,14 @@ LIVER = [
     _a("14631-6", "Bilirubin.total [Moles/volume] in Serum or Plasma", "总胆红素",
        "umol/L", 13, 11, 4, 3, 80, 1),
 ]
+KIDNEY = [
+    _a(*CREA, 86, 66, 14, 35, 500, 0),
+    _a(*UREA, 5.8, 5.3, 1.4, 1.5, 30, 2),
+]
 URINE_PH = _a("5803-2", "pH of Urine by Test strip", "尿酸碱度", "[pH]", 6.0, 6.0, 0.6,
-              5.0, 8.5, 1)  # fmt: skip
+              5.0, 8.5, 1)
 URINE_SG = _a("5811-5", "Specific gravity of Urine by Test strip", "尿比重", "1", 1.016,
-              1.016, 0.006, 1.003, 1.035, 3)  # fmt: skip
+              1.016, 0.006, 1.003, 1.035, 3)
 # Dipstick presence tests: (code, display, Chinese, probability of a positive reading).
 DIPSTICK = [
     ("20454-5", "Protein [Presence] in Urine by Test strip", "尿蛋白", 0.06),
@@ -197,7 +204,7 @@ class _Check:
         enc = encounter(
             ctx, person, day, minute, "AMB", CHECK_TYPE, [doctor, nurse],
             centre.org_id, centre.location_id, duration=60,
-        )  # fmt: skip
+        )
         out: list[Resource] = [enc]
         when, issued = dt(day, minute + 5), dt(day, minute + 15)
         who = ref("PractitionerRole", nurse.role_id, nurse.name)
@@ -213,7 +220,7 @@ class _Check:
                 enc["id"], ECG, collected, dt(day, minute + 30), ecg_by, "procedure",
                 {"valueString": finding},
             )
-        )  # fmt: skip
+        )
         return out
 
     def _vitals(
@@ -249,14 +256,15 @@ class _Check:
     ) -> list[Resource]:
         rng, male = self.rng, self.male
 
-        def numeric(a: Analyte, value: float | None = None) -> Resource:
-            v = a.draw(rng, male) if value is None else value
-            unit = UNIT_DISPLAY.get(a.unit, a.unit)
-            test = (a.code, a.display, a.zh)
+        def measured(test: tuple[str, str, str, str], value: float) -> Resource:
+            code, display, zh, ucum = test
             return self._observation(
-                enc, test, collected, issued, lab, "laboratory",
-                {"valueQuantity": quantity(v, unit, a.unit)},
-            )  # fmt: skip
+                enc, (code, display, zh), collected, issued, lab, "laboratory",
+                {"valueQuantity": quantity(value, UNIT_DISPLAY.get(ucum, ucum), ucum)},
+            )
+
+        def numeric(a: Analyte) -> Resource:
+            return measured(a.test, a.draw(rng, male))
 
         out: list[Resource] = []
         blood = [numeric(a) for a in CBC]
@@ -273,23 +281,18 @@ class _Check:
                     enc, (code, display, zh), collected, issued, lab, "laboratory",
                     {"valueCodeableConcept": concept(SNOMED, grade[0], grade[1], text=grade[2])},
                 )
-            )  # fmt: skip
+            )
         out += [*urine, self._report(URINE_PANEL, urine, collected, issued, lab)]
         liver = [numeric(a) for a in LIVER]
         out += [*liver, self._report(LIVER_PANEL, liver, collected, issued, lab)]
-        crea = _a(*CREATININE, 86, 66, 14, 35, 500, 0)
-        urea = _a(*UREA, 5.8, 5.3, 1.4, 1.5, 30, 2)
-        kidney = [numeric(crea), numeric(urea)]
+        kidney = [numeric(a) for a in KIDNEY]
         out += [*kidney, self._report(KIDNEY_PANEL, kidney, collected, issued, lab)]
-        out.append(numeric(_a(*FASTING_GLUCOSE, "mmol/L", 0, 0, 0, 2.5, 30, 1), fpg))
+        out.append(measured((*FASTING_GLUCOSE, "mmol/L"), fpg))
         tc = round(clamp(rng.gauss(4.9, 0.9), 2.5, 9.5), 2)
         hdl = round(clamp(rng.gauss(1.3, 0.3), 0.5, 2.8), 2)
         tg = round(clamp(rng.lognormvariate(0.4, 0.45), 0.3, 9.0), 2)
         ldl = round(clamp(tc - hdl - tg / 2.2, 0.6, 7.0), 2)  # Friedewald (mmol/L)
-        lipids = [
-            numeric(_a(*t, 0, 0, 0, 0, 100, 2), v)
-            for t, v in ((CHOL, tc), (TRIG, tg), (HDL, hdl), (LDL, ldl))
-        ]
+        lipids = [measured(t, v) for t, v in ((CHOL, tc), (TRIG, tg), (HDL, hdl), (LDL, ldl))]
         out += [*lipids, self._report(LIPID_PANEL, lipids, collected, issued, lab)]
         return out
 
@@ -306,14 +309,14 @@ class _Check:
                  share, "%"),
                 (absolute, f"{stem} [#/volume] in Blood by Automated count", f"{zh}计数",
                  round(wbc * share / 100, 2), "10*9/L"),
-            )  # fmt: skip
+            )
             for code, display, name, value, unit in tests:
                 out.append(
                     self._observation(
                         enc, (code, display, name), collected, issued, lab, "laboratory",
                         {"valueQuantity": quantity(value, unit, unit)},
                     )
-                )  # fmt: skip
+                )
         return out
 
     def _fasting_glucose(self, day: date) -> float:

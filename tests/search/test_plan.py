@@ -205,3 +205,40 @@ def test_sqlite_walks_probe_the_rows_of_one_resource(sqlite_db: Engine, rtype: s
                              line)
                 or (re.search(r"ix_search_reference_lookup \(resource_type=\? AND param=\? AND "
                              r"target_id=\?", line) and "_has:" in params[0][0])), text
+
+
+def test_a_component_composite_is_driven_by_its_value(sqlite_db: Engine) -> None:
+    """``component-code-value-quantity=…8480-6$ge160``: the component code is in every BP
+    reading, so the ids come from the quantity index's value range and the code is probed in
+    the same group, not the other way round (every systolic reading probed)."""
+    text = "\n".join(_plan_lines(sqlite_db, "Observation",
+                                 [("component-code-value-quantity", f"{SYS_BP}$ge160")]))
+    assert re.search(r"SEARCH search_quantity_\d+ USING INDEX ix_search_quantity_lookup "
+                     r"\(resource_type=\? AND param=\? AND value>\?\)", text), text
+    assert re.search(r"SEARCH search_token_\d+ USING INDEX "
+                     r"ix_search_token_resource_type_resource_id", text), text
+    assert not re.search(r"ix_search_token_lookup", text), text
+
+
+def test_a_unit_less_quantity_range_reads_an_index_range(sqlite_db: Engine) -> None:
+    text = "\n".join(_plan_lines(sqlite_db, "Observation", [("value-quantity", "ge7")]))
+    assert re.search(r"ix_search_quantity_lookup \(resource_type=\? AND param=\? AND "
+                     r"value>\?\)", text), text
+
+
+def test_keys_are_read_by_seeks_not_a_scan_of_the_key_index(sqlite_db: Engine) -> None:
+    """SQLite answers ``(type, id) IN (VALUES …)`` by reading every key; ``keys_in`` seeks."""
+    R = schema.resource
+    keys = [("Patient", "p1"), ("Observation", "bp1"), ("Patient", "p2"), ("Patient", "nope")]
+    stmt = select(R.c.resource_type, R.c.id).where(schema.keys_in(R.c.resource_type, R.c.id,
+                                                                  keys))
+    with sqlite_db.connect() as conn:
+        sql = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+        plan_text = "\n".join(str(r[-1]) for r in conn.exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {sql}").all())
+        found = set(conn.execute(stmt).all())
+        none = conn.execute(select(R.c.id).where(
+            schema.keys_in(R.c.resource_type, R.c.id, []))).all()
+    assert "SCAN" not in plan_text, plan_text
+    assert found == {("Patient", "p1"), ("Observation", "bp1"), ("Patient", "p2")}
+    assert none == []

@@ -316,12 +316,34 @@ class _Builder:
             head = [self.value_pred(first, c0.type, name, parts[0]),
                     *([inner] if inner is not None else [])]
             probes.append(self.probe(first, res, rtype, f"{sp.code}$0", *head))
-            ids = _ids(first, rtype, f"{sp.code}$0", *head)
+            if len(comps) == 2 and sp.code.startswith("component-"):
+                ids = self._by_component_value(rtype, sp.code, comps, parts, name)
+            else:
+                ids = _ids(first, rtype, f"{sp.code}$0", *head)
             if ids is not None:
                 sets.append(ids)
         if len(sets) != len(probes) or not sets:
             return Cond(or_(*probes))
         return Cond(or_(*probes), sets[0] if len(sets) == 1 else union(*sets), plan.RANGE)
+
+    def _by_component_value(
+        self, rtype: str | None, code: str, comps: list[SearchParam | None], parts: list[str],
+        name: str,
+    ) -> Select[Any] | None:
+        """The ids of a ``component-*`` composite read from its value's index rows, the code
+        probed in the same group. A component's code (systolic, diastolic) is in every
+        reading of its kind, so driving from it read every BP reading of the county to keep
+        those at 160 or above (at 20,000 residents 34,000 probes, 134 ms on SQLite)."""
+        code_sp, value_sp = comps
+        assert code_sp is not None and value_sp is not None
+        t0 = schema.INDEX_TABLES[code_sp.type].alias()
+        t1 = schema.INDEX_TABLES[value_sp.type].alias()
+        same_group = self.exists(select(1).select_from(t0).where(
+            t0.c.resource_type == t1.c.resource_type, t0.c.resource_id == t1.c.resource_id,
+            unindexed(t0.c.param) == f"{code}$0", t0.c.grp == t1.c.grp,
+            self.value_pred(t0, code_sp.type, name, parts[0])))
+        return _ids(t1, rtype, f"{code}$1", self.value_pred(t1, value_sp.type, name, parts[1]),
+                    same_group)
 
     def value_pred(self, t: FromClause, ptype: str, name: str, value: str) -> Clause:
         if ptype == "string":

@@ -7,6 +7,7 @@ current, non-deleted versions, and ``outbox`` one change event per committed wri
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     DateTime,
     Float,
     Index,
@@ -22,6 +24,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    false,
+    or_,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -184,7 +189,8 @@ search_quantity = _index_table(
     # value converted to a canonical unit (e.g. kPa -> mmHg, mg/dL glucose -> mmol/L)
     Column("canonical_value", Float, nullable=True),
     Column("canonical_code", String(128), nullable=True),
-    Index("ix_search_quantity_lookup", "resource_type", "param", "code", "value"),
+    # value before code: a range narrows the index whatever the unit (code is tested in it)
+    Index("ix_search_quantity_lookup", "resource_type", "param", "value", "code"),
 )
 search_uri = _index_table(
     "search_uri",
@@ -206,3 +212,19 @@ INDEX_TABLES: dict[str, Table] = {
 INDEX_COLUMNS: dict[str, tuple[str, ...]] = {
     kind: tuple(c.name for c in table.columns) for kind, table in INDEX_TABLES.items()
 }
+
+
+def keys_in(
+    type_column: ColumnElement[Any], id_column: ColumnElement[Any],
+    keys: Iterable[tuple[str, str]],
+) -> ColumnElement[bool]:
+    """``(type, id) IN keys`` written ``type = ? AND id IN (...)`` per type. SQLite answers a
+    row-value IN list by reading the whole key index (no seek): loading the 20 patients a page
+    of Conditions includes took 53 ms at 420,000 resources, one seek each takes a fraction."""
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, []).append(rid)
+    if not by_type:
+        return false()
+    return or_(*(and_(type_column == rtype, id_column.in_(ids))
+                 for rtype, ids in sorted(by_type.items())))

@@ -370,7 +370,7 @@ class IncludeMixin:
                                                                        REF.c.resource_id)
         there = (REF.c.resource_type, REF.c.resource_id) if reverse else (REF.c.target_type,
                                                                           REF.c.target_id)
-        where: list[ColumnElement[bool]] = [tuple_(*here).in_(keys), there[1].is_not(None)]
+        where: list[ColumnElement[bool]] = [schema.keys_in(*here, keys), there[1].is_not(None)]
         if source != "*":
             where.append(REF.c.resource_type == source)
         if param is not None:
@@ -386,7 +386,7 @@ class IncludeMixin:
             chunk = keys[start:start + 500]
             # by key, at most 500 rows: the policy tests each row's patients (anchored)
             # instead of listing every patient and row the user may see
-            stmt = select(R).where(tuple_(R.c.resource_type, R.c.id).in_(chunk),
+            stmt = select(R).where(schema.keys_in(R.c.resource_type, R.c.id, chunk),
                                    R.c.deleted.is_(False),
                                    *self._visible(None, anchored=True)).order_by(
                 R.c.resource_type, R.c.id)

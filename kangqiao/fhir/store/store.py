@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import jsonpatch
-from sqlalchemy import Connection, Engine, delete, select, text, tuple_, update
+from sqlalchemy import Connection, Engine, delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -363,7 +363,7 @@ class UnitOfWork(SearchMixin, IncludeMixin):
             chunk = ordered[start:start + 500]
             stmt = select(R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated,
                           R.c.deleted, R.c.content).where(
-                tuple_(R.c.resource_type, R.c.id).in_(chunk))
+                schema.keys_in(R.c.resource_type, R.c.id, chunk))
             if not self._sqlite:
                 stmt = stmt.with_for_update()
             for r in self.conn.execute(stmt):

@@ -679,3 +679,17 @@ def test_the_results_query_suppresses_by_the_same_rule() -> None:
             ).fetchone()
             assert row is not None and row[0] is is_suppressed(num, den, below), (num, den, below)
 
+
+
+def test_a_full_build_drops_derived_tables_no_longer_defined(tmp_path: Path) -> None:
+    """A store written when a derived table (``labtest``) still existed loses it at its next
+    full build instead of carrying a table nothing keeps up to date."""
+    c = County()
+    managed(c, "p1")
+    with IndicatorStore() as store:
+        store.load([c.write(tmp_path / "in")], [2026])
+        store.con.execute("CREATE TABLE d_labtest AS SELECT 1 AS id")
+        store.load([c.write(tmp_path / "again")], [2026])
+        tables = store.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    names = {r[0] for r in tables}
+    assert "d_labtest" not in names and "d_dim" in names

@@ -194,10 +194,13 @@ def load_views() -> dict[str, dict[str, Any]]:
 
 
 _NAME = re.compile(r"\b(?:FROM|JOIN)\s+([a-z_]+)\b", re.IGNORECASE)
+# ``WITH lab AS (`` / ``, more AS (``: names the query defines for itself
+_CTE = re.compile(r"(?:\bWITH|,)\s+([a-z_]+)\s+AS\s*\(", re.IGNORECASE)
 
 
 def tables_read(indicator: Indicator) -> set[str]:
     """Relation names the units and as_of dates queries read (for the catalogue's
     consistency test)."""
     sql = indicator.units + "\n" + (indicator.as_of_dates or "")
-    return {m.group(1) for m in _NAME.finditer(sql)} - {"periods"}
+    own = {m.group(1) for m in _CTE.finditer(sql)}
+    return {m.group(1) for m in _NAME.finditer(sql)} - {"periods"} - own

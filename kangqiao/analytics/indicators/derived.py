@@ -92,19 +92,6 @@ PATIENT_TABLES: dict[str, str] = {
         WHERE e.kind IN ('htn-followup', 'dm-followup')
           AND coalesce(e.status, '') NOT IN ('planned', 'cancelled', 'entered-in-error')
           AND local_day(e.start) IS NOT NULL""",
-    # Laboratory results with the institution that produced them (performer, else the
-    # encounter's provider): the input of the duplicate-test indicator.
-    "labtest": """
-        SELECT o.id, o.patient_id, o.code, instant(o.effective) AS ts,
-            local_day(o.effective) AS day,
-            coalesce(io.institution_id, ir.institution_id, ie.institution_id) AS institution_id
-        FROM observation o
-        LEFT JOIN inst io ON io.ref_id = o.performer_org
-        LEFT JOIN inst ir ON ir.ref_id = o.performer_role
-        LEFT JOIN encounter e ON e.id = o.encounter_id
-        LEFT JOIN inst ie ON ie.ref_id = e.service_provider
-        WHERE o.category = 'laboratory' AND NOT o.device AND o.effective IS NOT NULL
-          AND coalesce(o.status, '') NOT IN ('entered-in-error', 'cancelled')""",
     # The strata of a patient. Township and village come from the home address's
     # division code (where the person lives), falling back to the managing centre;
     # the doctor is the contracted family doctor, else the chronic-care manager.

@@ -473,6 +473,10 @@ class IndicatorStore:
     # --- derived tables and facts ----------------------------------------------------------
     def _rebuild(self) -> None:
         self._write_periods()
+        known = {f"d_{n}" for n in (*derived.DIMENSION_TABLES, *derived.PATIENT_TABLES)}
+        for stale in sorted(self._table_names()):
+            if stale.startswith("d_") and stale not in known:  # a derived table no longer defined
+                self.con.execute(f"DROP TABLE {stale}")
         self._bind(None)
         for name, sql in derived.DIMENSION_TABLES.items():
             self.con.execute(f"CREATE OR REPLACE TABLE d_{name} AS {sql}")

@@ -119,6 +119,8 @@ def _print_profile(timed: Timed | None, top: int, title: str) -> None:
           f"{sum(c for _, c, _ in log):.2f} s CPU; slowest:")
     for wall, cpu, sql in sorted(log, reverse=True)[:top]:
         print(f"    {wall:7.2f} s  CPU {cpu:6.2f} s  {' '.join(sql.split())[:110]}")
+    small = [w for w, _, _ in log if w < 0.02]
+    print(f"  the {len(small)} statements under 20 ms took {sum(small):.2f} s together")
 
 
 def main() -> None:

@@ -126,6 +126,10 @@ def _queries(c: County) -> list[tuple[str, str, list[tuple[str, str]], int, str]
          [("code", "I10"), ("_include", "Condition:subject")], 20, "accurate"),
         ("systolic >= 160 (composite)", "Observation",
          [("component-code-value-quantity", "http://loinc.org|8480-6$ge160")], 50, "none"),
+        ("HbA1c in the last 90 days, _total=estimate", "Observation",
+         [("code", HBA1C), ("date", f"ge{since}")], 50, "estimate"),
+        ("Condition?code=I10&_include, _total=estimate", "Condition",
+         [("code", "I10"), ("_include", "Condition:subject")], 20, "estimate"),
     ]
 
 

@@ -77,7 +77,9 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             "mode": "server",
             "documentation": "Batch and transaction bundles are processed atomically "
             "(transaction) or per entry (batch). Paging uses _count and _offset. _total accepts "
-            "none, estimate and accurate; an estimate is the exact count. _include and "
+            "none, estimate and accurate; estimate counts the candidates of the most selective "
+            "parameter in its index and tests a random sample of 1,000 of them (exact when "
+            "there are at most 2,000). _include and "
             "_revinclude accept Type:param[:target], * and :iterate. Search on _text, "
             "_content, _list, _query and _filter is not supported. Bulk Data $export (IG 2.0) "
             "runs at system, Patient and Group level with _outputFormat (NDJSON), _type, "

@@ -11,7 +11,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    Select,
+    and_,
+    false,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 
 from kangqiao.fhir import definitions
 from kangqiao.fhir.outcome import FhirError, Issue
@@ -37,6 +48,8 @@ Walk = tuple[str, list[ColumnElement[bool]]]
 # resources; 2,500 made the GP's I10 list slower), 2,500 at 1,000,000 (8,956,744: the GP's
 # surname search 85 -> 48 ms).
 RESOURCES_PER_FEW_ROW = 3600
+# _total=estimate: candidates tested at random when there are more than twice as many
+ESTIMATE_SAMPLE = 1000
 
 
 @dataclass
@@ -137,7 +150,8 @@ class SearchMixin:
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
         if count <= 0:
-            return Page([], self._total(where, total), list(spec.warnings))
+            return Page([], self._total(where, total, driver=spec.driver_ids),
+                        list(spec.warnings))
         if spec.order_by or offset:
             stmt = (select(R).where(*where)
                     .order_by(*spec.order_by, R.c.resource_type, R.c.id)
@@ -146,7 +160,8 @@ class SearchMixin:
             # a page that is not full, and has rows or is the first, ends the matches: the
             # total is known without counting
             known = offset + len(rows) if len(rows) <= count and (rows or not offset) else None
-            return Page(self._readable(rows[:count]), self._total(where, total, known),
+            return Page(self._readable(rows[:count]),
+                        self._total(where, total, known, spec.driver_ids),
                         list(spec.warnings))
         walk = None
         if (resource_type is not None and before is None and total == "none"
@@ -161,23 +176,48 @@ class SearchMixin:
         # testing them all again.
         counted = few and total != "none"
         return self._keyset_page(where, count, after, before, total, spec.warnings, walk,
-                                 counted=counted)
+                                 counted=counted, driver=spec.driver_ids)
 
-    def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None
-               ) -> int | None:
+    def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None,
+               driver: Select[Any] | CompoundSelect[Any] | None = None) -> int | None:
         """``_total``: none, or the number of matches (``known`` when the page showed them
-        all, so that a search with few matches runs one query, not two)."""
+        all, so that a search with few matches runs one query, not two); for ``estimate``
+        with a driving index range, :meth:`_estimate`."""
         if mode == "none":
             return None
         if known is not None:
             return known
+        if mode == "estimate" and driver is not None:
+            return self._estimate(where, driver)
+        return self._count(where)
+
+    def _count(self, where: list[ColumnElement[bool]]) -> int:
         return int(self.conn.execute(select(func.count()).select_from(R).where(*where))
                    .scalar_one())
+
+    def _estimate(self, where: list[ColumnElement[bool]],
+                  driver: Select[Any] | CompoundSelect[Any]) -> int:
+        """``_total=estimate``: the driver's candidates counted in its index, and the share
+        of a random sample of ``ESTIMATE_SAMPLE`` of them that match (every other parameter
+        and the access policy tested); exact when there are few. An accurate total tests
+        every candidate: at 1,000,000 residents a GP's HbA1c results of 90 days took 2.7 s,
+        and an estimate's error is a few per cent (binomial, n = ESTIMATE_SAMPLE)."""
+        ids = driver.subquery()
+        col = next(iter(ids.c))
+        distinct = select(col.label("rid")).distinct().subquery()
+        candidates = int(self.conn.execute(select(func.count()).select_from(distinct))
+                         .scalar_one())
+        if candidates <= 2 * ESTIMATE_SAMPLE:
+            return self._count(where)
+        sample = select(distinct.c.rid).order_by(func.random()).limit(ESTIMATE_SAMPLE)
+        hits = self._count([*where, R.c.id.in_(sample.scalar_subquery())])
+        return round(candidates * hits / ESTIMATE_SAMPLE)
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,
                      total: str, warnings: list[Issue], walk: Walk | None = None, *,
-                     counted: bool = False) -> Page:
+                     counted: bool = False,
+                     driver: Select[Any] | CompoundSelect[Any] | None = None) -> Page:
         """A page in key order; ``counted``: the first page's query also counts the matches
         (a window count, which makes it read them all: for few candidates only)."""
         key = tuple_(R.c.resource_type, R.c.id)
@@ -204,7 +244,8 @@ class SearchMixin:
             more_before = after is not None
         keys = [(r.resource_type, r.id) for r in rows]
         known = len(rows) if not (more_before or more_after) else matches
-        return Page(self._readable(rows), self._total(where, total, known), list(warnings),
+        return Page(self._readable(rows), self._total(where, total, known, driver),
+                    list(warnings),
                     first_key=keys[0] if keys else None, last_key=keys[-1] if keys else None,
                     more_after=more_after and bool(keys), more_before=more_before and bool(keys))
 

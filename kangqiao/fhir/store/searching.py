@@ -203,15 +203,18 @@ class SearchMixin:
         every candidate: at 1,000,000 residents a GP's HbA1c results of 90 days took 2.7 s,
         and an estimate's error is a few per cent (binomial, n = ESTIMATE_SAMPLE)."""
         ids = driver.subquery()
-        col = next(iter(ids.c))
-        distinct = select(col.label("rid")).distinct().subquery()
-        candidates = int(self.conn.execute(select(func.count()).select_from(distinct))
-                         .scalar_one())
+        rid = next(iter(ids.c))
+        # Index rows, not distinct resources: a DISTINCT made SQLite walk every token of the
+        # type in key order (436 ms at 20,000 residents against 1 ms); a resource with two
+        # matching index rows (rare) only weighs twice in the sample.
+        candidates = int(self.conn.execute(select(func.count()).select_from(ids)).scalar_one())
         if candidates <= 2 * ESTIMATE_SAMPLE:
             return self._count(where)
-        sample = select(distinct.c.rid).order_by(func.random()).limit(ESTIMATE_SAMPLE)
-        hits = self._count([*where, R.c.id.in_(sample.scalar_subquery())])
-        return round(candidates * hits / ESTIMATE_SAMPLE)
+        # the sample's ids as values: as a subquery, its plan is the planner's to spoil
+        sample = {row[0] for row in self.conn.execute(
+            select(rid).order_by(func.random()).limit(ESTIMATE_SAMPLE))}
+        hits = self._count([*where, R.c.id.in_(sorted(sample))])
+        return round(candidates * hits / len(sample))
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,

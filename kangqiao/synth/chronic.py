@@ -283,7 +283,7 @@ def _followups(
         )
         out.append(enc)
         visits.append(day.isoformat())
-        f = (day - ctx.start).days / max(1, (ctx.end - ctx.start).days)
+        f = ctx.progress(day)
         annual = last_check is None or (day - last_check).days >= 330
         if annual:
             last_check = day

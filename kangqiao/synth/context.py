@@ -40,6 +40,11 @@ class Ctx:
         """First day of the generated clinical history."""
         return self.end - timedelta(days=HISTORY_DAYS)
 
+    def progress(self, day: date) -> float:
+        """How far into the generated history ``day`` lies (0 at its start, 1 at its end):
+        where a disease's trajectory stands on that day."""
+        return (day - self.start).days / max(1, (self.end - self.start).days)
+
 
 @dataclass
 class Place:

@@ -80,12 +80,11 @@ def _series(
         gap_start, gap_len = rng.randrange(WINDOW_DAYS), rng.randint(5, 30)
     start = ctx.end - timedelta(days=WINDOW_DAYS)
     patient = ref("Patient", person.pid)
-    span = max(1, (ctx.end - ctx.start).days)
     for i in range(WINDOW_DAYS):
         if gap_start <= i < gap_start + gap_len or rng.random() >= p_day:
             continue
         day = start + timedelta(days=i)
-        f = (day - ctx.start).days / span
+        f = ctx.progress(day)
         minute = rng.randint(6 * 60 + 30, 8 * 60 + 30)
         outlier = rng.random() < OUTLIER_RATE
         if kind == "bp":

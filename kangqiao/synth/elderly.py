@@ -18,22 +18,28 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kangqiao.synth.common import (
-    LOINC,
-    OBS_CATEGORY,
     SNOMED,
-    V2_0074,
     Resource,
     age_on,
     clamp,
     concept,
     dt,
-    quantity,
     ref,
     weighted,
 )
 from kangqiao.synth.context import Ctx, pick_day
 from kangqiao.synth.encounters import encounter
-from kangqiao.synth.labs import CHOL, CREA, HDL, LDL, LIPID_PANEL, TRIG, UNIT_DISPLAY
+from kangqiao.synth.labs import (
+    CHOL,
+    CREA,
+    HDL,
+    LDL,
+    LIPID_PANEL,
+    TRIG,
+    measured,
+    report,
+    result,
+)
 from kangqiao.synth.residents import Person
 from kangqiao.synth.vitals import (
     BMI,
@@ -210,16 +216,13 @@ class _Check:
         who = ref("PractitionerRole", nurse.role_id, nurse.name)
         out += self._vitals(enc["id"], day, when, issued, who)
         lab_done = dt(day, minute + rng.randint(180, 420))
-        lab = ref("Organization", centre.org_id)
         collected = dt(day, minute + 10)
-        out += self._panels(enc["id"], day, collected, lab_done, lab)
+        out += self._panels(enc["id"], day, collected, lab_done, ref("Organization", centre.org_id))
         ecg_by = ref("PractitionerRole", doctor.role_id, doctor.name)
         finding = weighted(rng, ECG_FINDINGS)
         out.append(
-            self._observation(
-                enc["id"], ECG, collected, dt(day, minute + 30), ecg_by, "procedure",
-                {"valueString": finding},
-            )
+            result(ctx, person, ECG, {"valueString": finding}, collected, dt(day, minute + 30),
+                   ecg_by, enc["id"], "procedure")
         )
         return out
 
@@ -227,8 +230,7 @@ class _Check:
         self, enc: str, day: date, when: str, issued: str, who: Resource
     ) -> list[Resource]:
         ctx, rng, person = self.ctx, self.rng, self.person
-        f = (day - ctx.start).days / max(1, (ctx.end - ctx.start).days)
-        sbp_mean = self.htn.mean_at(f) if self.htn else rng.gauss(128, 6)
+        sbp_mean = self.htn.mean_at(ctx.progress(day)) if self.htn else rng.gauss(128, 6)
         sbp = round(clamp(rng.gauss(sbp_mean, 9), 85, 230))
         dbp = round(clamp(0.5 * sbp_mean + rng.gauss(12, 6), 45, 135))
         bmi = clamp(self.bmi + rng.gauss(0, 0.4), 14.0, 42.0)
@@ -252,126 +254,61 @@ class _Check:
         ]
 
     def _panels(
-        self, enc: str, day: date, collected: str, issued: str, lab: Resource
+        self, enc: str, day: date, collected: str, issued: str, performer: Resource
     ) -> list[Resource]:
-        rng, male = self.rng, self.male
+        ctx, rng, person, male = self.ctx, self.rng, self.person, self.male
 
-        def measured(test: tuple[str, str, str, str], value: float) -> Resource:
-            code, display, zh, ucum = test
-            return self._observation(
-                enc, (code, display, zh), collected, issued, lab, "laboratory",
-                {"valueQuantity": quantity(value, UNIT_DISPLAY.get(ucum, ucum), ucum)},
-            )
+        def lab(test: tuple[str, str, str], value: Resource) -> Resource:
+            return result(ctx, person, test, value, collected, issued, performer, enc)
+
+        def panel(code: tuple[str, str, str], results: list[Resource]) -> Resource:
+            return report(ctx, person, code, results, collected, issued, performer)
 
         def numeric(a: Analyte) -> Resource:
-            return measured(a.test, a.draw(rng, male))
+            return lab(a.test[:3], measured(a.draw(rng, male), a.unit))
 
         out: list[Resource] = []
         blood = [numeric(a) for a in CBC]
         wbc = blood[0]["valueQuantity"]["value"]
-        out += blood + self._differential(enc, collected, issued, lab, wbc)
-        out.append(self._report(CBC_PANEL, out, collected, issued, lab))
+        out += blood + [lab(test, measured(v, unit)) for test, v, unit in _differential(rng, wbc)]
+        out.append(panel(CBC_PANEL, out))
         fpg = self._fasting_glucose(day)
         urine = [numeric(URINE_PH), numeric(URINE_SG)]
         for code, display, zh, p in DIPSTICK:
             positive = rng.random() < (0.6 if code == "25428-4" and fpg >= 11.1 else p)
             grade = weighted(rng, POSITIVE_GRADES) if positive else NEGATIVE
-            urine.append(
-                self._observation(
-                    enc, (code, display, zh), collected, issued, lab, "laboratory",
-                    {"valueCodeableConcept": concept(SNOMED, grade[0], grade[1], text=grade[2])},
-                )
-            )
-        out += [*urine, self._report(URINE_PANEL, urine, collected, issued, lab)]
+            graded = concept(SNOMED, grade[0], grade[1], text=grade[2])
+            urine.append(lab((code, display, zh), {"valueCodeableConcept": graded}))
+        out += [*urine, panel(URINE_PANEL, urine)]
         liver = [numeric(a) for a in LIVER]
-        out += [*liver, self._report(LIVER_PANEL, liver, collected, issued, lab)]
+        out += [*liver, panel(LIVER_PANEL, liver)]
         kidney = [numeric(a) for a in KIDNEY]
-        out += [*kidney, self._report(KIDNEY_PANEL, kidney, collected, issued, lab)]
-        out.append(measured((*FASTING_GLUCOSE, "mmol/L"), fpg))
+        out += [*kidney, panel(KIDNEY_PANEL, kidney)]
+        out.append(lab(FASTING_GLUCOSE, measured(fpg, "mmol/L")))
         tc = round(clamp(rng.gauss(4.9, 0.9), 2.5, 9.5), 2)
         hdl = round(clamp(rng.gauss(1.3, 0.3), 0.5, 2.8), 2)
         tg = round(clamp(rng.lognormvariate(0.4, 0.45), 0.3, 9.0), 2)
         ldl = round(clamp(tc - hdl - tg / 2.2, 0.6, 7.0), 2)  # Friedewald (mmol/L)
-        lipids = [measured(t, v) for t, v in ((CHOL, tc), (TRIG, tg), (HDL, hdl), (LDL, ldl))]
-        out += [*lipids, self._report(LIPID_PANEL, lipids, collected, issued, lab)]
-        return out
-
-    def _differential(
-        self, enc: str, collected: str, issued: str, lab: Resource, wbc: float
-    ) -> list[Resource]:
-        rng = self.rng
-        shares = [round(clamp(rng.gauss(m, sd), 0.1, 85.0), 1) for *_, m, sd in DIFFERENTIAL]
-        shares[-1] = round(max(1.0, 100.0 - sum(shares[:-1])), 1)
-        out: list[Resource] = []
-        for (pct, absolute, stem, zh, *_), share in zip(DIFFERENTIAL, shares, strict=True):
-            tests = (
-                (pct, f"{stem}/100 leukocytes in Blood by Automated count", f"{zh}百分比",
-                 share, "%"),
-                (absolute, f"{stem} [#/volume] in Blood by Automated count", f"{zh}计数",
-                 round(wbc * share / 100, 2), "10*9/L"),
-            )
-            for code, display, name, value, unit in tests:
-                out.append(
-                    self._observation(
-                        enc, (code, display, name), collected, issued, lab, "laboratory",
-                        {"valueQuantity": quantity(value, unit, unit)},
-                    )
-                )
+        lipids = [lab(t[:3], measured(v, t[3]))
+                  for t, v in ((CHOL, tc), (TRIG, tg), (HDL, hdl), (LDL, ldl))]
+        out += [*lipids, panel(LIPID_PANEL, lipids)]
         return out
 
     def _fasting_glucose(self, day: date) -> float:
-        ctx, rng = self.ctx, self.rng
-        if self.dm:
-            f = (day - ctx.start).days / max(1, (ctx.end - ctx.start).days)
-            mean = self.dm.mean_at(f)
-        else:
-            mean = 5.3
-        return round(clamp(rng.gauss(mean, 0.8 if self.dm else 0.5), 3.0, 25.0), 1)
+        mean = self.dm.mean_at(self.ctx.progress(day)) if self.dm else 5.3
+        return round(clamp(self.rng.gauss(mean, 0.8 if self.dm else 0.5), 3.0, 25.0), 1)
 
-    def _observation(
-        self,
-        enc: str,
-        test: tuple[str, str, str],
-        when: str,
-        issued: str,
-        performer: Resource,
-        category: str,
-        value: Resource,
-    ) -> Resource:
-        names = {"laboratory": "Laboratory", "procedure": "Procedure"}
-        return {
-            "resourceType": "Observation",
-            "id": self.ctx.ids.next("obs"),
-            "status": "final",
-            "category": [concept(OBS_CATEGORY, category, names[category])],
-            "code": concept(LOINC, test[0], test[1], text=test[2]),
-            "subject": ref("Patient", self.person.pid),
-            "encounter": ref("Encounter", enc),
-            "effectiveDateTime": when,
-            "issued": issued,
-            "performer": [performer],
-            **value,
-        }
 
-    def _report(
-        self,
-        code: tuple[str, str, str],
-        results: list[Resource],
-        collected: str,
-        issued: str,
-        lab: Resource,
-    ) -> Resource:
-        return {
-            "resourceType": "DiagnosticReport",
-            "id": self.ctx.ids.next("dr"),
-            "status": "final",
-            "category": [concept(V2_0074, "LAB", "Laboratory")],
-            "code": concept(LOINC, code[0], code[1], text=code[2]),
-            "subject": ref("Patient", self.person.pid),
-            "encounter": results[0]["encounter"],
-            "effectiveDateTime": collected,
-            "issued": issued,
-            "performer": [lab],
-            "result": [ref("Observation", r["id"]) for r in results],
-        }
-
+def _differential(
+    rng: random.Random, wbc: float
+) -> list[tuple[tuple[str, str, str], float, str]]:
+    """The white-cell differential: each cell type's share (adding up to 100 %) and count."""
+    shares = [round(clamp(rng.gauss(m, sd), 0.1, 85.0), 1) for *_, m, sd in DIFFERENTIAL]
+    shares[-1] = round(max(1.0, 100.0 - sum(shares[:-1])), 1)
+    out: list[tuple[tuple[str, str, str], float, str]] = []
+    for (pct, absolute, stem, zh, *_), share in zip(DIFFERENTIAL, shares, strict=True):
+        out.append(((pct, f"{stem}/100 leukocytes in Blood by Automated count", f"{zh}百分比"),
+                    share, "%"))
+        out.append(((absolute, f"{stem} [#/volume] in Blood by Automated count", f"{zh}计数"),
+                    round(wbc * share / 100, 2), "10*9/L"))
+    return out

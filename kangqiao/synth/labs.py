@@ -41,6 +41,41 @@ LIPID_PANEL = ("24331-1", "Lipid 1996 panel - Serum or Plasma", "血脂四项")
 UNIT_DISPLAY = {"umol/L": "μmol/L"}
 
 
+CATEGORY_DISPLAY = {"laboratory": "Laboratory", "procedure": "Procedure"}
+
+
+def result(
+    ctx: Ctx,
+    person: Person,
+    test: tuple[str, str, str],
+    value: Resource,
+    collected: str,
+    issued: str,
+    performer: Resource,
+    encounter: str | None = None,
+    category: str = "laboratory",
+) -> Resource:
+    """A result Observation; ``value`` is its ``value[x]`` element (``{"valueQuantity": ...}``)."""
+    code, display, zh = test
+    res: Resource = {
+        "resourceType": "Observation",
+        "id": ctx.ids.next("obs"),
+        "status": "final",
+        "category": [concept(OBS_CATEGORY, category, CATEGORY_DISPLAY[category])],
+        "code": concept(LOINC, code, display, text=zh),
+        "subject": ref("Patient", person.pid),
+    }
+    if encounter:
+        res["encounter"] = ref("Encounter", encounter)
+    return {**res, "effectiveDateTime": collected, "issued": issued, "performer": [performer],
+            **value}
+
+
+def measured(value: float, ucum: str) -> Resource:
+    """A ``valueQuantity`` in UCUM ``ucum``, shown as it is written on a Chinese lab sheet."""
+    return {"valueQuantity": quantity(value, UNIT_DISPLAY.get(ucum, ucum), ucum)}
+
+
 def lab_observation(
     ctx: Ctx,
     person: Person,
@@ -49,19 +84,10 @@ def lab_observation(
     collected: str,
     issued: str,
 ) -> Resource:
+    """A result of the county hospital's laboratory."""
     code, display, zh, unit = test
-    return {
-        "resourceType": "Observation",
-        "id": ctx.ids.next("obs"),
-        "status": "final",
-        "category": [concept(OBS_CATEGORY, "laboratory", "Laboratory")],
-        "code": concept(LOINC, code, display, text=zh),
-        "subject": ref("Patient", person.pid),
-        "effectiveDateTime": collected,
-        "issued": issued,
-        "performer": [ref("Organization", ctx.inst.departments["laboratory"])],
-        "valueQuantity": {**quantity(value, UNIT_DISPLAY.get(unit, unit), unit)},
-    }
+    lab = ref("Organization", ctx.inst.departments["laboratory"])
+    return result(ctx, person, (code, display, zh), measured(value, unit), collected, issued, lab)
 
 
 def report(
@@ -71,17 +97,25 @@ def report(
     results: list[Resource],
     collected: str,
     issued: str,
+    performer: Resource | None = None,
 ) -> Resource:
-    return {
+    """The DiagnosticReport grouping ``results`` (by default the county hospital
+    laboratory's; the encounter is the results' own)."""
+    res: Resource = {
         "resourceType": "DiagnosticReport",
         "id": ctx.ids.next("dr"),
         "status": "final",
         "category": [concept(V2_0074, "LAB", "Laboratory")],
         "code": concept(LOINC, code[0], code[1], text=code[2]),
         "subject": ref("Patient", person.pid),
+    }
+    if results and "encounter" in results[0]:
+        res["encounter"] = results[0]["encounter"]
+    return {
+        **res,
         "effectiveDateTime": collected,
         "issued": issued,
-        "performer": [ref("Organization", ctx.inst.departments["laboratory"])],
+        "performer": [performer or ref("Organization", ctx.inst.departments["laboratory"])],
         "result": [ref("Observation", r["id"]) for r in results],
     }
 
@@ -151,7 +185,7 @@ def _hba1c(
     collected: str,
     issued: str,
 ) -> list[Resource]:
-    f = (day - ctx.start).days / max(1, (ctx.end - ctx.start).days)
+    f = ctx.progress(day)
     mean = at["start"] + (at["end"] - at["start"]) * clamp(f, 0, 1)
     value = round(clamp(mean + rng.gauss(0, 0.3), 4.5, 14.0), 1)
     obs = lab_observation(ctx, person, HBA1C, value, collected, issued)

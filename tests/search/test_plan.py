@@ -181,11 +181,21 @@ def test_sqlite_plans_read_index_ranges(sqlite_db: Engine, rtype: str,
 
 def test_sqlite_probes_use_the_resource_index(sqlite_db: Engine) -> None:
     lines = _plan_lines(sqlite_db, "Observation", [("code", "http://loinc.org|4548-4"),
-                                                   ("date", "ge2024-08-03")])
+                                                   ("value-quantity", "ge7")])
     text = "\n".join(lines)
     assert re.search(r"SEARCH search_token_\d+ USING INDEX ix_search_token_lookup", text), text
-    assert re.search(r"SEARCH search_date_\d+ USING INDEX "
-                     r"ix_search_date_resource_type_resource_id", text), text
+    assert re.search(r"SEARCH search_quantity_\d+ USING INDEX "
+                     r"ix_search_quantity_resource_type_resource_id", text), text
+
+
+def test_a_code_in_a_period_is_one_range_of_the_joint_index(sqlite_db: Engine) -> None:
+    lines = _plan_lines(sqlite_db, "Observation", [("code", "http://loinc.org|4548-4"),
+                                                   ("date", "ge2024-08-03")])
+    text = "\n".join(lines)
+    assert re.search(r"SEARCH search_token_date_\d+ USING COVERING INDEX "
+                     r"ix_search_token_date_lookup \(resource_type=\? AND param=\? AND "
+                     r"code=\? AND high>\?\)", text), text
+    assert not re.search(r"search_token_\d+ |search_date", text), text
 
 
 @pytest.mark.parametrize(("rtype", "params"), SHAPES)

@@ -245,6 +245,16 @@ def date_pred(t: FromClause, param: str, value: str) -> Pred:
     return date_cond(t.c.low, t.c.high, prefix, sl, sh)
 
 
+def date_floor(param: str, value: str) -> datetime | None:
+    """A lower bound on a matching range's ``high`` implied by ``date_cond`` (``high >= low``
+    for every range) where the condition itself bounds ``low`` only, or None: ``eq`` and
+    ``ge`` (a range wholly inside the searched one, or past it) end at ``sl`` or later, ``sa``
+    after ``sh``. ``gt``, ``eb`` and ``ap`` bound ``high`` themselves; ``lt``, ``le``, ``ne``
+    leave it open."""
+    prefix, sl, sh = parse_date(param, value)
+    return sl if prefix in ("eq", "ge") else sh if prefix == "sa" else None
+
+
 # ---- reference -------------------------------------------------------------------------------
 
 

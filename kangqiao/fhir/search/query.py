@@ -33,6 +33,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from kangqiao.fhir.outcome import FhirError, Issue
 from kangqiao.fhir.search import plan
 from kangqiao.fhir.search import predicates as P
+from kangqiao.fhir.search.combos import COMBOS, combo_param
 from kangqiao.fhir.search.normalize import norm_string
 from kangqiao.fhir.search.params import SearchParam, param_by_url, search_params
 from kangqiao.fhir.search.plan import Cond, unindexed
@@ -81,6 +82,7 @@ def build_search(
     spec = SearchSpec(warnings=b.warnings)
     res = schema.resource
     conds: list[Cond] = []
+    named: list[tuple[str, str]] = []  # the (name, value) of each condition
     for name, value in params:
         if name == "_sort":
             spec.order_by.extend(b.sort(res, resource_type, value))
@@ -88,12 +90,49 @@ def build_search(
             continue
         elif (cond := b.clause(res, resource_type, name, value)) is not None:
             conds.append(cond)
+            named.append((name, value))
     if walk:
         spec.where = [c.probe for c in conds]
     else:
-        spec.where, spec.driver_rank, spec.driver_ids = plan.combine(res, resource_type,
-                                                                       conds)
+        spec.where, spec.driver_rank, spec.driver_ids = plan.combine(
+            res, resource_type, _with_combo(resource_type, conds, named))
     return spec
+
+
+def _with_combo(rtype: str | None, conds: list[Cond], named: list[tuple[str, str]]
+                ) -> list[Cond]:
+    """``conds`` with a code and a date parameter of a ``combos.COMBOS`` pair replaced by
+    one condition on their joint index, when it would drive the search: the code's rank,
+    and no other condition is more selective (one patient's readings stay driven by the
+    patient). Only a plain code (no modifier) and one date parameter join; a second date
+    parameter (``date=ge..&date=le..``) stays a probe, since each may match another of the
+    resource's dates."""
+    names = [n for n, _ in named]
+    for token, date in COMBOS.get(rtype or "", ()):
+        if token not in names or date not in names:
+            continue
+        i, j = names.index(token), names.index(date)
+        code = conds[i]
+        sp = search_params(rtype).get(token)
+        if (code.rank > plan.CODE or sp is None or sp.type != "token"
+                or token_mode(rtype, sp.code, sp.url)):
+            continue
+        if any(c.keyed or (c.ids is not None and c.rank < code.rank)
+               for k, c in enumerate(conds) if k not in (i, j)):
+            continue
+        t = schema.search_token_date.alias()
+        tokens = [P.token_pred(t, token, "", v) for v in P.split_escaped(named[i][1], ",")]
+        dates = P.split_escaped(named[j][1], ",")
+        where = [t.c.resource_type == rtype, t.c.param == combo_param(token, date),
+                 or_(*tokens), or_(*(P.date_pred(t, date, v) for v in dates))]
+        floors = [P.date_floor(date, v) for v in dates]
+        if all(f is not None for f in floors):
+            # implied by the predicates, and a range of the index's high column
+            where.append(t.c.high >= min(f for f in floors if f is not None))
+        combo = Cond(and_(code.probe, conds[j].probe), select(t.c.resource_id).where(*where),
+                     code.rank)
+        return [combo, *(c for k, c in enumerate(conds) if k not in (i, j))]
+    return conds
 
 
 def _owned(t: FromClause, res: FromClause, rtype: str | None) -> list[Clause]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Table, delete, inspect, select
 
 from kangqiao.fhir.search.index import index_rows
 from kangqiao.fhir.store import schema
@@ -25,8 +25,10 @@ BATCH = 1000
 
 def _owned(param: str, codes: frozenset[str]) -> bool:
     """Index rows of a parameter are named by its code, or ``code:identifier`` (logical
-    references) / ``code$i`` (composite components)."""
-    return param.partition(":")[0].partition("$")[0] in codes
+    references) / ``code$i`` (composite components) / ``token+date`` (a pair of parameters,
+    ``search/combos.py``: rewritten with either)."""
+    name = param.partition(":")[0].partition("$")[0]
+    return name in codes or any(part in codes for part in name.split("+"))
 
 
 def _only(rows: dict[str, list[dict[str, Any]]], codes: frozenset[str]
@@ -38,7 +40,7 @@ def _only(rows: dict[str, list[dict[str, Any]]], codes: frozenset[str]
 def drop_params(conn: Connection, resource_type: str, codes: Iterable[str]) -> None:
     """Delete the index rows of ``codes`` on ``resource_type``."""
     wanted = frozenset(codes)
-    for table in schema.INDEX_TABLES.values():
+    for table in _present(conn).values():
         params = [p for p in conn.execute(select(table.c.param).distinct().where(
             table.c.resource_type == resource_type)).scalars() if _owned(p, wanted)]
         if params:
@@ -52,6 +54,7 @@ def reindex_params(conn: Connection, resource_type: str, codes: Iterable[str]) -
     many resources were read. Pages by id so memory stays flat on a large county."""
     wanted = frozenset(codes)
     drop_params(conn, resource_type, wanted)
+    tables = _present(conn)
     done, after = 0, ""
     while True:
         page = conn.execute(select(R.c.id, R.c.content).where(
@@ -65,7 +68,14 @@ def reindex_params(conn: Connection, resource_type: str, codes: Iterable[str]) -
             for kind, tuples in rows.items():
                 found.setdefault(kind, []).extend(tuples)
         for kind, tuples in found.items():
-            bulk_insert_tuples(conn, schema.INDEX_TABLES[kind], schema.INDEX_COLUMNS[kind],
-                               tuples)
+            if kind in tables:
+                bulk_insert_tuples(conn, tables[kind], schema.INDEX_COLUMNS[kind], tuples)
         done += len(page)
         after = page[-1].id
+
+
+def _present(conn: Connection) -> dict[str, Table]:
+    """The index tables the database has: a migration runs against the schema of its day,
+    and a table a later migration creates (and fills) is not there yet."""
+    names = set(inspect(conn).get_table_names())
+    return {kind: t for kind, t in schema.INDEX_TABLES.items() if t.name in names}

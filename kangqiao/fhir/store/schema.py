@@ -197,6 +197,18 @@ search_uri = _index_table(
     Column("value", String(1024), nullable=False),
     Index("ix_search_uri_lookup", "resource_type", "param", "value"),
 )
+# A token and a date parameter of one resource together (``search/combos.py``): param is
+# ``<token>+<date>``. The index ends in resource_id so that a code's period is read from the
+# index alone; it is only ever a driver, never probed per resource.
+search_token_date = _index_table(
+    "search_token_date",
+    Column("system", String(512), nullable=True),
+    Column("code", String(512), nullable=True),
+    Column("low", DateTime(timezone=False), nullable=False),
+    Column("high", DateTime(timezone=False), nullable=False),
+    Index("ix_search_token_date_lookup", "resource_type", "param", "code", "high", "low",
+          "system", "resource_id"),
+)
 
 INDEX_TABLES: dict[str, Table] = {
     "string": search_string,
@@ -206,6 +218,7 @@ INDEX_TABLES: dict[str, Table] = {
     "number": search_number,
     "quantity": search_quantity,
     "uri": search_uri,
+    "token_date": search_token_date,
 }
 
 # Column order of index rows as the store buffers them (tuples): every column of the table.

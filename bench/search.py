@@ -122,6 +122,8 @@ def _queries(c: County) -> list[tuple[str, str, list[tuple[str, str]], int, str]
         ("overdue appointments of the centre", "Appointment",
          [("status", "booked"), ("date", f"lt{TODAY.isoformat()}"),
           ("patient.organization", f"Organization/{c.centre}")], 50, "none"),
+        ("I10 diagnosed this year (code+onset-date)", "Condition",
+         [("code", "I10"), ("onset-date", f"ge{TODAY.year}-01-01")], 20, "accurate"),
         ("Condition?code=I10&_include=subject", "Condition",
          [("code", "I10"), ("_include", "Condition:subject")], 20, "accurate"),
         ("systolic >= 160 (composite)", "Observation",

@@ -195,13 +195,20 @@ class _SomeGate(TrustedGate):
         return str(resource.get("id", ""))[-1:] not in "48"
 
 
-@pytest.mark.parametrize("few_rows", [0, 1000])
+@pytest.mark.parametrize(("few_rows", "listed_max", "counted"),
+                         [(0, 0, False), (1000, 0, True), (0, searching.LISTED_MAX, "pg"),
+                          (0, 28, False)])
 def test_the_first_page_of_few_candidates_counts_them_in_the_same_query(
-        county: FhirStore, monkeypatch: pytest.MonkeyPatch, few_rows: int) -> None:
-    """Few candidates (each tested against the policy): the first page's query counts the
-    matches too (a window count) - the same total as the separate count query gives, and
-    one statement fewer."""
+        county: FhirStore, monkeypatch: pytest.MonkeyPatch, few_rows: int, listed_max: int,
+        counted: bool | str) -> None:
+    """Few candidates (each tested against the policy), or on PostgreSQL a few thousand
+    listed ones (``searching.COUNTED_MAX``): the first page's query counts the matches too
+    (a window count) - the same total as the separate count query gives, and one statement
+    fewer. (The code has 29 candidates: more than 28 are not listed.)"""
     monkeypatch.setattr(searching, "FEW_ROWS", few_rows)
+    monkeypatch.setattr(searching, "LISTED_MAX", listed_max)
+    if counted == "pg":
+        counted = county.engine.dialect.name == "postgresql"
     statements: list[str] = []
     store = FhirStore(county.engine, _SomeGate())
 
@@ -218,5 +225,30 @@ def test_the_first_page_of_few_candidates_counts_them_in_the_same_query(
     assert [s.id for s in page.items] == seen[:5] and page.total == len(seen) > 5
     separate = [s for s in statements if s.lstrip().upper().startswith("SELECT COUNT(*)")
                 and "search_token" in s and "LIMIT" not in s.upper()]
-    assert bool(separate) is (few_rows == 0)
+    assert bool(separate) is not counted
 
+
+@pytest.mark.parametrize("listed_max", [0, 28, 29])
+def test_postgresql_drives_from_the_listed_ids_of_more_candidates(
+        county: FhirStore, monkeypatch: pytest.MonkeyPatch, listed_max: int) -> None:
+    """Above the few-candidates threshold and up to ``LISTED_MAX``, PostgreSQL reads the
+    driver's ids first and drives from them as one array value: same page and total."""
+    monkeypatch.setattr(searching, "FEW_ROWS", 0)
+    monkeypatch.setattr(searching, "LISTED_MAX", listed_max)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    with FhirStore(county.engine, _SomeGate()).read(SYSTEM) as uow:
+        event.listen(uow.conn, "before_cursor_execute", record)
+        pages = [uow.search("Observation", [("code", "8867-4")], count=5, total=total)
+                 for total in ("accurate", "estimate", "none")]
+        event.remove(uow.conn, "before_cursor_execute", record)
+    with FhirStore(county.engine, TrustedGate()).read(SYSTEM) as uow:
+        every = uow.search("Observation", [("code", "8867-4")], count=100, total="accurate")
+    seen = [s.id for s in every.items if s.id[-1] not in "48"]
+    for page, total in zip(pages, (len(seen), len(seen), None), strict=True):
+        assert [s.id for s in page.items] == seen[:5] and page.total == total
+    listed = county.engine.dialect.name == "postgresql" and listed_max >= 29
+    assert any("= ANY (" in s for s in statements) is listed

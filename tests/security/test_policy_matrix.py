@@ -252,17 +252,20 @@ def test_consent_refusal_takes_effect_at_once(app_client: TestClient, county: Co
     assert app_client.get("/fhir/Patient/p1", headers=county.headers("gp1")).status_code == 200
 
 
-@pytest.mark.parametrize("few_rows", [0, FEW_ROWS])
+@pytest.mark.parametrize(("few_rows", "listed_max"),
+                         [(0, 0), (0, searching.LISTED_MAX), (FEW_ROWS, searching.LISTED_MAX)])
 @pytest.mark.parametrize("user", sorted(VISIBLE))
 def test_index_driven_searches_follow_the_policy(app_client: TestClient, county: County,
-                                                 user: str, few_rows: int,
+                                                 user: str, few_rows: int, listed_max: int,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # searches driven by a selective parameter get the policy as a per-row test ("anchored",
     # kangqiao/fhir/store/searching.py) rather than the list of everything in view, and
     # those reading at most FEW_ROWS rows test even the referral and care-manager links row
-    # by row (few_rows=0: never, so the lists are tested too): the same patients and
-    # records must come back, with the same totals
+    # by row (few_rows=0: never, so the lists are tested too, with the driver's ids read
+    # first as an array on PostgreSQL unless listed_max=0): the same patients and records
+    # must come back, with the same totals
     monkeypatch.setattr(searching, "FEW_ROWS", few_rows)
+    monkeypatch.setattr(searching, "LISTED_MAX", listed_max)
     monkeypatch.setattr(policy, "FEW_ROWS", few_rows)
     h = county.headers(user)
     seen = VISIBLE[user]

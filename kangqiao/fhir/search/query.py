@@ -18,7 +18,10 @@ from sqlalchemy import (
     ColumnElement,
     CompoundSelect,
     Select,
+    String,
     and_,
+    any_,
+    bindparam,
     exists,
     false,
     func,
@@ -27,6 +30,7 @@ from sqlalchemy import (
     select,
     union,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.sql.visitors import replacement_traverse
 
@@ -69,6 +73,16 @@ class SearchSpec:
     driver_rank: int = plan.PRESENT + 1
     # the driver's ids (index rows of its value), when a search parameter drives
     driver_ids: Select[Any] | CompoundSelect[Any] | None = None
+    # the clause of ``where`` that reads them (``resource.id IN (driver_ids)``)
+    driver_clause: Clause | None = None
+
+    def list_driver(self, ids: list[str]) -> None:
+        """Drive from these ids (the driver's, read beforehand) as one array value instead
+        of the subquery: the planner then knows how many there are (see
+        ``searching.LISTED_MAX``). PostgreSQL only (``= ANY``)."""
+        listed = schema.resource.c.id == any_(bindparam(None, ids, type_=ARRAY(String)))
+        self.where = [listed if c is self.driver_clause else c for c in self.where]
+        self.driver_clause = listed
 
 
 def build_search(
@@ -96,6 +110,8 @@ def build_search(
     else:
         spec.where, spec.driver_rank, spec.driver_ids = plan.combine(
             res, resource_type, _with_combo(resource_type, conds, named))
+        if spec.driver_ids is not None:
+            spec.driver_clause = spec.where[0]
     return spec
 
 

@@ -50,6 +50,15 @@ Walk = tuple[str, list[ColumnElement[bool]]]
 RESOURCES_PER_FEW_ROW = 3600
 # _total=estimate: candidates tested at random when there are more than twice as many
 ESTIMATE_SAMPLE = 1000
+# On PostgreSQL, a driver of more candidates than the policy tests row by row (``_few_rows``)
+# and at most this many is read first and its ids passed as one array value: PostgreSQL
+# charges the policy's hashed lists to every row tested, so with the driver as a subquery
+# (whose size it guesses) it preferred to read every row of the type in key order and test
+# as few as possible. A GP's HbA1c results of 90 days at 200,000 residents (1,701 candidates)
+# read all 2.9 M Observations, 665 ms; from the array, 36 ms (docs/benchmarks.md).
+LISTED_MAX = 25_000
+# the most listed candidates the page query counts (``count(*) OVER ()``, see ``search``)
+COUNTED_MAX = 5_000
 
 
 @dataclass
@@ -95,32 +104,42 @@ class SearchMixin:
         return [] if clause is None else [clause]
 
     def _visible_to(self, resource_type: str | None, spec: SearchSpec
-                    ) -> tuple[list[ColumnElement[bool]], bool]:
+                    ) -> tuple[list[ColumnElement[bool]], bool, int | None]:
         """The gate's filter for a search by ``spec``: anchored when its driver is selective
-        (``_anchored``), and for few rows when the driver reads at most ``FEW_ROWS``; and
-        whether it is the latter."""
+        (``_anchored``), and for few rows when the driver reads at most ``FEW_ROWS``; whether
+        it is the latter; and how many candidates were listed: on PostgreSQL a driver of
+        more candidates, up to ``LISTED_MAX``, is read first and ``spec`` drives from its
+        ids as a value."""
         anchored = _anchored(spec)
         visible = self._visible(resource_type, anchored=anchored)
-        if visible and anchored and self._few_candidates(spec):
-            return self._visible(resource_type, few=True), True
-        return visible, False
+        if not (visible and anchored):
+            return visible, False, None
+        if spec.driver_rank <= plan.IDENTIFIER:
+            return self._visible(resource_type, few=True), True, None
+        few = _few_rows(self.conn)
+        found = self._candidates(spec, few)
+        if found is not None and found <= few:
+            return self._visible(resource_type, few=True), True, None
+        if (found is not None and found <= LISTED_MAX and spec.driver_ids is not None
+                and self.conn.dialect.name == "postgresql"):
+            ids = sorted({row[0] for row in self.conn.execute(spec.driver_ids)})
+            spec.list_driver(ids)
+            return visible, False, len(ids)
+        return visible, False, None
 
-    def _few_candidates(self, spec: SearchSpec) -> bool:
-        """Whether the driver reads at most ``FEW_ROWS`` rows (more in a large PostgreSQL
-        store: ``_few_rows``): a key or one identifier always; the range of one value
-        (a code, a name prefix) when counting its first rows says so (an index-only read,
-        under a millisecond, that spares the search the building of the lists the policy's
-        costlier links test candidates against). Not for ranges, composites and chains:
+    def _candidates(self, spec: SearchSpec, few: int) -> int | None:
+        """How many rows the driver reads, counted up to ``few + 1`` (up to ``LISTED_MAX +
+        1`` on PostgreSQL), or None when not counted: only the range of one value (a code,
+        a name prefix, a code in a period) is (an index-only read, a millisecond or a few,
+        that spares the search the building of the lists the policy's costlier links test
+        candidates against, or a plan that misjudges it). Not ranges, composites and chains:
         their ids are joins, and even a capped count of them read ~0.5-1 s at 1,000,000
         residents."""
-        if spec.driver_rank <= plan.IDENTIFIER:
-            return True
         if spec.driver_ids is None or spec.driver_rank > plan.WEAK_PREFIX:
-            return False
-        few = _few_rows(self.conn)
-        capped = spec.driver_ids.limit(few + 1).subquery()
-        found = self.conn.execute(select(func.count()).select_from(capped)).scalar_one()
-        return int(found) <= few
+            return None
+        cap = max(few, LISTED_MAX) if self.conn.dialect.name == "postgresql" else few
+        capped = spec.driver_ids.limit(cap + 1).subquery()
+        return int(self.conn.execute(select(func.count()).select_from(capped)).scalar_one())
 
     def match(self, resource_type: str, criteria: str) -> list[str]:
         """Ids of current resources matching a conditional-operation query string (strict:
@@ -145,7 +164,7 @@ class SearchMixin:
         with ``_sort`` by ``offset``."""
         self.flush()
         spec = build_search(resource_type, _checked(params), strict=strict)
-        visible, few = self._visible_to(resource_type, spec)
+        visible, few, listed = self._visible_to(resource_type, spec)
         where = [R.c.deleted.is_(False), *spec.where, *visible]
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
@@ -173,8 +192,12 @@ class SearchMixin:
                                         *self._visible(resource_type, few=True)])
         # Few candidates, each tested against the policy (the page query tests them all
         # before it sorts): the first page counts them too, instead of a second query
-        # testing them all again.
-        counted = few and total != "none"
+        # testing them all again. So do a few thousand listed ones when all are counted
+        # anyway (the policy's lists are then built once, not for each query); more, and
+        # sorting every match's content for the page costs more than counting again.
+        counted = total != "none" and (few or (listed is not None and listed <= COUNTED_MAX
+                                               and (total == "accurate"
+                                                    or listed <= 2 * ESTIMATE_SAMPLE)))
         return self._keyset_page(where, count, after, before, total, spec.warnings, walk,
                                  counted=counted, driver=spec.driver_ids)
 

@@ -51,6 +51,31 @@ RESOURCES = [
      "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "I10"}]},
      "onsetPeriod": {"start": "2023-12-20", "end": "2024-01-10"}},
 ]
+UCUM = "http://unitsofmeasure.org"
+
+
+def _bp(rid: str, systolic: float, diastolic: float, unit: str = "mm[Hg]",
+        system: str | None = LOINC) -> dict[str, Any]:
+    def comp(code: str, value: float) -> dict[str, Any]:
+        coding = {"code": code, **({"system": system} if system else {})}
+        return {"code": {"coding": [coding]},
+                "valueQuantity": {"value": value, "unit": unit, "system": UCUM, "code": unit}}
+    return {"resourceType": "Observation", "id": rid, "status": "final",
+            "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2024-03-05",
+            "component": [comp("8480-6", systolic), comp("8462-4", diastolic)]}
+
+
+BPS = [
+    _bp("b1", 160, 100), _bp("b2", 159.4, 95), _bp("b3", 159.5, 90),
+    _bp("b4", 150, 165),  # the diastolic (an odd reading) is >= 160, the systolic is not
+    _bp("b5", 21.5, 12, unit="kPa"),  # 161 mmHg
+    _bp("b6", 170, 80, system=None),  # a system-less code
+    {**_obs("h1", HBA1C),  # no date: out of the code+date answers
+     "valueQuantity": {"value": 7.0, "unit": "%", "system": UCUM, "code": "%"}},
+    {**_obs("h2", HBA1C),
+     "valueQuantity": {"value": 6.9, "unit": "%", "system": UCUM, "code": "%"}},
+]
 CODES = ["4548-4", f"{LOINC}|4548-4", "|4548-4", "HBA1C", "4548-4,2345-7"]
 DAYS = ["2024-03", "2024-03-05", "2024-03-01", "2024-03-02", "2024-02-29T16:00:00Z",
         "2024-03-05T02:00:00Z", "2024"]
@@ -59,7 +84,7 @@ PREFIXES = ["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
 
 @pytest.fixture(scope="module")
 def db(engine: Engine) -> Engine:
-    store(engine, RESOURCES)
+    store(engine, RESOURCES + BPS)
     return engine
 
 
@@ -70,9 +95,10 @@ def _probes_only(engine: Engine, rtype: str, params: list[tuple[str, str]],
         return search(engine, rtype, params)
 
 
-def _drives_from_the_pair(params: list[tuple[str, str]], rtype: str = "Observation") -> bool:
+def _drives_from_the_pair(params: list[tuple[str, str]], rtype: str = "Observation",
+                          table: str = "search_token_date") -> bool:
     ids = build_search(rtype, params).driver_ids
-    return ids is not None and "search_token_date" in str(ids)
+    return ids is not None and table in str(ids)
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -129,6 +155,37 @@ def test_a_more_selective_parameter_keeps_driving() -> None:
                                      "Condition")
 
 
+SYS = f"{LOINC}|8480-6"
+
+
+@pytest.mark.parametrize(("param", "value", "expect"), [
+    # without a unit the number is compared as recorded: b5's 21.5 kPa is not >= 160
+    ("component-code-value-quantity", f"{SYS}$ge160", ["b1"]),
+    ("component-code-value-quantity", "8480-6$ge160", ["b1", "b6"]),
+    ("component-code-value-quantity", "8480-6$160", ["b1", "b3"]),  # [159.5, 160.5)
+    ("component-code-value-quantity", "8480-6$gt160", ["b6"]),
+    ("component-code-value-quantity", "8480-6$lt159.5", ["b2", "b4", "b5"]),
+    ("component-code-value-quantity", "|8480-6$ge160", ["b6"]),
+    # with a unit, in canonical units: 21.5 kPa is 161.3 mmHg; 20 kPa is 150.01 mmHg
+    ("component-code-value-quantity", f"{SYS}$ge160|{UCUM}|mm[Hg]", ["b1", "b5"]),
+    ("component-code-value-quantity", f"{SYS}$ge21|{UCUM}|kPa", ["b1", "b2", "b3", "b5"]),
+    ("component-code-value-quantity", f"{SYS}$ge20|{UCUM}|kPa", ["b1", "b2", "b3", "b5"]),
+    ("component-code-value-quantity", f"{SYS}$ge160,8462-4$ge160", ["b1", "b4"]),
+    ("component-code-value-quantity", f"{LOINC}|$ge160", ["b1", "b4"]),  # no code
+    ("code-value-quantity", "4548-4$ge7", ["h1"]),
+    ("code-value-quantity", f"{LOINC}|4548-4$lt7|{UCUM}|%", ["h2"]),
+])
+def test_a_composite_of_a_code_and_a_quantity_is_one_range(
+        db: Engine, monkeypatch: pytest.MonkeyPatch, param: str, value: str,
+        expect: list[str]) -> None:
+    params = [(param, value)]
+    assert search(db, "Observation", params) == expect
+    assert search(db, "Observation", params) == _probes_only(db, "Observation", params,
+                                                             monkeypatch)
+    joint = "$" in value and value.split("$")[0].split("|")[-1] != ""
+    assert _drives_from_the_pair(params, table="search_token_quantity") is joint
+
+
 def test_a_write_indexes_each_coding_with_each_date() -> None:
     rows = {r["id"]: index_rows(r)["token_date"] for r in RESOURCES}
     assert sorted((r["system"], r["code"]) for r in rows["o1"]) == [
@@ -136,6 +193,12 @@ def test_a_write_indexes_each_coding_with_each_date() -> None:
     assert {r["param"] for r in rows["o1"]} == {"code+date"}
     assert rows["o5"] == [] and rows["o6"] == []  # no date; no code
     assert [r["param"] for r in rows["c2"]] == ["code+onset-date"]
+    joint = index_rows(BPS[3])["token_quantity"]
+    assert sorted((r["param"], r["token_code"], r["value"]) for r in joint) == [
+        ("component-code-value-quantity", "8462-4", 165),
+        ("component-code-value-quantity", "8480-6", 150)]
+    assert sorted((r["param"], r["token_code"]) for r in index_rows(BPS[6])["token_quantity"]
+                  ) == [("code-value-quantity", "4548-4"), ("code-value-quantity", "HBA1C")]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -146,18 +209,18 @@ def test_the_migration_fills_the_index_as_a_write_would(backend: str, tmp_path: 
     else:
         _drop_pg(name, create=True)
         url = f"{PG_SERVER}/{name}"
-    upgrade(url, "a3b5c7d9e1f2")
+    upgrade(url, "a3b5c7d9e1f2")  # before both tables
     engine = make_engine(url)
     pg = engine.dialect.name == "postgresql"
     try:
         with engine.begin() as conn:  # stored as the code of before the table wrote them
-            for r in RESOURCES:
+            for r in RESOURCES + BPS:
                 conn.execute(insert(schema.resource), {
                     "resource_type": r["resourceType"], "id": r["id"], "version_id": 1,
                     "last_updated": datetime(2024, 3, 10, 12),
                     "deleted": False, "content": r if pg else orjson.dumps(r).decode()})
                 for kind, rows in index_rows(r).items():
-                    if rows and kind != "token_date":
+                    if rows and kind not in ("token_date", "token_quantity"):
                         conn.execute(insert(schema.INDEX_TABLES[kind]), [
                             dict(row, resource_type=r["resourceType"], resource_id=r["id"])
                             for row in rows])
@@ -166,9 +229,20 @@ def test_the_migration_fills_the_index_as_a_write_would(backend: str, tmp_path: 
         with engine.connect() as conn:
             filled = sorted(tuple(row) for row in conn.execute(select(
                 t.c.resource_id, t.c.param, t.c.system, t.c.code, t.c.low, t.c.high)))
+            q = schema.search_token_quantity
+            joint = sorted(tuple(row) for row in conn.execute(select(
+                q.c.resource_id, q.c.param, q.c.token_system, q.c.token_code, q.c.value,
+                q.c.system, q.c.code, q.c.canonical_value, q.c.canonical_code, q.c.grp)))
+        everything = RESOURCES + BPS
         written = sorted((r["id"], x["param"], x["system"], x["code"], x["low"], x["high"])
-                         for r in RESOURCES for x in index_rows(r)["token_date"])
-        assert filled == written and len(written) > len(RESOURCES)
+                         for r in everything for x in index_rows(r)["token_date"])
+        assert filled == written and len(written) > len(everything)
+        by_write = sorted((r["id"], *(x[k] for k in ("param", "token_system", "token_code",
+                                                     "value", "system", "code",
+                                                     "canonical_value", "canonical_code",
+                                                     "grp")))
+                          for r in everything for x in index_rows(r)["token_quantity"])
+        assert joint == by_write and len(joint) == 2 * 6 + 2 * 2
     finally:
         engine.dispose()
         if backend != "sqlite":

@@ -217,17 +217,17 @@ def test_sqlite_walks_probe_the_rows_of_one_resource(sqlite_db: Engine, rtype: s
                              r"target_id=\?", line) and "_has:" in params[0][0])), text
 
 
-def test_a_component_composite_is_driven_by_its_value(sqlite_db: Engine) -> None:
+def test_a_component_composite_is_one_range_of_the_joint_index(sqlite_db: Engine) -> None:
     """``component-code-value-quantity=…8480-6$ge160``: the component code is in every BP
-    reading, so the ids come from the quantity index's value range and the code is probed in
-    the same group, not the other way round (every systolic reading probed)."""
+    reading and the value range holds both components of every reading; the joint index
+    (``combos.JOINT``) holds them together, so the ids are one range of (code, value) and
+    nothing is probed per reading."""
     text = "\n".join(_plan_lines(sqlite_db, "Observation",
                                  [("component-code-value-quantity", f"{SYS_BP}$ge160")]))
-    assert re.search(r"SEARCH search_quantity_\d+ USING INDEX ix_search_quantity_lookup "
-                     r"\(resource_type=\? AND param=\? AND value>\?\)", text), text
-    assert re.search(r"SEARCH search_token_\d+ USING INDEX "
-                     r"ix_search_token_resource_type_resource_id", text), text
-    assert not re.search(r"ix_search_token_lookup", text), text
+    assert re.search(r"SEARCH search_token_quantity_\d+ USING INDEX "
+                     r"ix_search_token_quantity_lookup \(resource_type=\? AND param=\? AND "
+                     r"token_code=\? AND value>\?\)", text), text
+    assert not re.search(r"search_token_\d+ |search_quantity_\d+ ", text), text
 
 
 def test_a_unit_less_quantity_range_reads_an_index_range(sqlite_db: Engine) -> None:

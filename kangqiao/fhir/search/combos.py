@@ -8,8 +8,13 @@ residents). Each pair below is also indexed as rows of ``search_token_date`` hol
 token's system and code and the date's range, under the param name ``<token>+<date>``, one
 row per (token row, date row) of the resource: the cross product, so that a row matching
 both predicates exists exactly when the token parameter and the date parameter each match
-(``query._Builder.combo``). The same idea as the token-datetime composite tables of
+(``query._with_combo``). The same idea as the token-datetime composite tables of
 Microsoft's FHIR server and HAPI FHIR's non-unique combo indexes.
+
+Composite parameters of a token and a quantity (``JOINT``) get the same treatment: their
+components are indexed as rows of their own types sharing a group number, so "systolic >= 160"
+read every reading at 160 or above and probed each for its component code (26,629 at 200,000
+residents, 0.43 s on SQLite); ``search_token_quantity`` holds one row per element with both.
 """
 
 from __future__ import annotations
@@ -46,4 +51,31 @@ def combo_rows(resource_type: str, rows: dict[str, list[Row]]) -> list[Row]:
         out.extend({"param": param, "system": system, "code": code, "low": low, "high": high,
                     "grp": None}
                    for system, code in codes for low, high in ranges)
+    return out
+
+
+# token+quantity composite parameters indexed as one row per element
+JOINT: dict[str, tuple[str, ...]] = {
+    "Observation": ("component-code-value-quantity", "code-value-quantity"),
+}
+
+
+def joint_rows(resource_type: str, rows: dict[str, list[Row]]) -> list[Row]:
+    """The ``search_token_quantity`` rows of a resource, from its composites' component rows
+    (``<code>$0`` tokens and ``<code>$1`` quantities of the same ``grp``)."""
+    out: list[Row] = []
+    for param in JOINT.get(resource_type, ()):
+        codes: dict[int, set[tuple[str | None, str | None]]] = {}
+        for r in rows["token"]:
+            if r["param"] == param + "$0" and r["code"] is not None:
+                codes.setdefault(r["grp"], set()).add((r["system"], r["code"]))
+        if not codes:
+            continue
+        for q in rows["quantity"]:
+            if q["param"] == param + "$1":
+                out.extend({"param": param, "token_system": system, "token_code": code,
+                            "value": q["value"], "system": q["system"], "code": q["code"],
+                            "canonical_value": q["canonical_value"],
+                            "canonical_code": q["canonical_code"], "grp": q["grp"]}
+                           for system, code in codes.get(q["grp"], ()))
     return out

@@ -3,11 +3,12 @@
 ``index_rows(resource)`` returns, per index table (keys of ``schema.INDEX_TABLES``), the rows
 to insert: ``param`` + the table's value columns + ``grp``. The store adds resource_type and
 resource_id. Besides one table per parameter type, ``token_date`` pairs a code with a date
-(``combos``). ``grp`` is NULL except for composite parameters: each component of a composite
-is indexed as an ordinary row of its own type under the param name ``<code>$<i>`` (i = the
-component's position), and all components taken from the same element (e.g. one
-Observation.component) share the same ``grp`` number, so the query can require that
-``code`` and ``value`` match within one element (correlated matching).
+and ``token_quantity`` the code and value of a composite (``combos``). ``grp`` is NULL
+except for composite parameters: each component of a composite is indexed as an ordinary row
+of its own type under the param name ``<code>$<i>`` (i = the component's position), and all
+components taken from the same element (e.g. one Observation.component) share the same
+``grp`` number, so the query can require that ``code`` and ``value`` match within one
+element (correlated matching).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 from kangqiao.fhir.search import units
-from kangqiao.fhir.search.combos import combo_rows
+from kangqiao.fhir.search.combos import combo_rows, joint_rows
 from kangqiao.fhir.search.dates import parse_range, period_range, timing_range
 from kangqiao.fhir.search.normalize import TOKEN_LEN, URI_LEN, is_cjk, norm_string
 from kangqiao.fhir.search.params import generation, param_by_url, search_params
@@ -271,7 +272,7 @@ CONVERTERS: dict[str, Converter] = {
     "uri": _conv_uri,
 }
 # the parameters' own tables, then the code-and-date pairs (``combos``)
-TABLE_KEYS = (*CONVERTERS, "token_date")
+TABLE_KEYS = (*CONVERTERS, "token_date", "token_quantity")
 
 
 # ---- compilation --------------------------------------------------------------------------
@@ -349,6 +350,7 @@ def index_rows(resource: dict[str, Any]) -> Rows:
             continue
     out = protect_index(resource, out)  # resident IDs, phones: blind index only
     out["token_date"] = combo_rows(resource["resourceType"], out)
+    out["token_quantity"] = joint_rows(resource["resourceType"], out)
     return out
 
 

@@ -113,11 +113,11 @@ def uri_pred(t: FromClause, param: str, modifier: str, value: str) -> Pred:
 # ---- token --------------------------------------------------------------------------------
 
 
-def _code_is(t: FromClause, code: str, blind: str | None) -> Pred:
+def _code_is(col: Any, code: str, blind: str | None) -> Pred:
     # blind: the parameter holds a keyed blind index instead of the value (resident IDs,
     # phone numbers: kangqiao.security.fieldcrypt.token_mode)
     codes = search_codes(code, blind)
-    return t.c.code == codes[0] if len(codes) == 1 else t.c.code.in_(codes)
+    return col == codes[0] if len(codes) == 1 else col.in_(codes)  # type: ignore[no-any-return]
 
 
 def token_pred(t: FromClause, param: str, modifier: str, value: str, *,
@@ -126,15 +126,21 @@ def token_pred(t: FromClause, param: str, modifier: str, value: str, *,
     if modifier == "text":
         v = norm_string(unescape(value))
         return t.c.display.like(f"%{_like_escape(v)}%", escape="\\")
+    return token_cond(t.c.system, t.c.code, param, value, blind=blind)
+
+
+def token_cond(system_col: Any, code_col: Any, param: str, value: str, *,
+               blind: str | None = None) -> Pred:
+    """``[system]|[code]`` or ``code`` against a system and a code column."""
     parts = split_escaped(value, "|")
     if len(parts) == 1:
-        return _code_is(t, unescape(parts[0]), blind)
+        return _code_is(code_col, unescape(parts[0]), blind)
     if len(parts) != 2:
         raise bad(param, f"invalid token '{value}' (expected [system]|[code])")
     system, code = unescape(parts[0]), unescape(parts[1])
-    conds = [t.c.system.is_(None) if system == "" else t.c.system == system]
+    conds = [system_col.is_(None) if system == "" else system_col == system]
     if code:
-        conds.append(_code_is(t, code, blind))
+        conds.append(_code_is(code_col, code, blind))
     return and_(*conds)
 
 

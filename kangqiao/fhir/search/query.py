@@ -37,7 +37,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 from kangqiao.fhir.outcome import FhirError, Issue
 from kangqiao.fhir.search import plan
 from kangqiao.fhir.search import predicates as P
-from kangqiao.fhir.search.combos import COMBOS, combo_param
+from kangqiao.fhir.search.combos import COMBOS, JOINT, combo_param
 from kangqiao.fhir.search.normalize import norm_string
 from kangqiao.fhir.search.params import SearchParam, param_by_url, search_params
 from kangqiao.fhir.search.plan import Cond, unindexed
@@ -371,7 +371,11 @@ class _Builder:
             head = [self.value_pred(first, c0.type, name, parts[0]),
                     *([inner] if inner is not None else [])]
             probes.append(self.probe(first, res, rtype, f"{sp.code}$0", *head))
-            if len(comps) == 2 and sp.code.startswith("component-"):
+            ids: Select[Any] | None
+            if (sp.code in JOINT.get(rtype or "", ()) and len(comps) == 2
+                    and P.split_escaped(parts[0], "|")[-1]):
+                ids = _joint_ids(rtype, sp.code, name, parts)
+            elif len(comps) == 2 and sp.code.startswith("component-"):
                 ids = self._by_component_value(rtype, sp.code, comps, parts, name)
             else:
                 ids = _ids(first, rtype, f"{sp.code}$0", *head)
@@ -514,6 +518,16 @@ class _Builder:
                     .scalar_subquery()
             out.append(col.desc().nulls_last() if desc else col.asc().nulls_last())
         return out
+
+
+def _joint_ids(rtype: str | None, code: str, name: str, parts: list[str]) -> Select[Any]:
+    """The ids of a token+quantity composite with a code, from ``search_token_quantity``
+    (``combos.JOINT``): one range of (code, value)."""
+    t = schema.search_token_quantity.alias()
+    return select(t.c.resource_id).where(
+        t.c.resource_type == rtype, t.c.param == code,
+        P.token_cond(t.c.token_system, t.c.token_code, name, parts[0]),
+        P.quantity_pred(t, name, parts[1]))
 
 
 def _driven(r2: FromClause, inner: Cond) -> Clause:

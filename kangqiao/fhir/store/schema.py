@@ -209,6 +209,20 @@ search_token_date = _index_table(
     Index("ix_search_token_date_lookup", "resource_type", "param", "code", "high", "low",
           "system", "resource_id"),
 )
+# A composite of a token and a quantity (``search/combos.py``: ``component-code-value-
+# quantity``, ``code-value-quantity``), one row per element: the code and the value together,
+# so that "systolic >= 160" is a range of one index. Quantity columns as in search_quantity.
+search_token_quantity = _index_table(
+    "search_token_quantity",
+    Column("token_system", String(512), nullable=True),
+    Column("token_code", String(512), nullable=True),
+    Column("value", Float, nullable=False),
+    Column("system", String(512), nullable=True),
+    Column("code", String(128), nullable=True),
+    Column("canonical_value", Float, nullable=True),
+    Column("canonical_code", String(128), nullable=True),
+    Index("ix_search_token_quantity_lookup", "resource_type", "param", "token_code", "value"),
+)
 
 INDEX_TABLES: dict[str, Table] = {
     "string": search_string,
@@ -219,6 +233,7 @@ INDEX_TABLES: dict[str, Table] = {
     "quantity": search_quantity,
     "uri": search_uri,
     "token_date": search_token_date,
+    "token_quantity": search_token_quantity,
 }
 
 # Column order of index rows as the store buffers them (tuples): every column of the table.

@@ -20,6 +20,7 @@ branch_labels = None
 depends_on = None
 
 TABLE = "search_token_quantity"
+STATISTICS = "st_search_token_quantity_lookup"
 # combos.JOINT as it was when this migration was written (a later change reindexes)
 JOINT = {"Observation": ("component-code-value-quantity", "code-value-quantity")}
 FILL = sa.text(f"""
@@ -56,10 +57,18 @@ def upgrade() -> None:
             bind.execute(FILL, {"param": param, "rtype": rtype, "token": f"{param}$0",
                                 "quantity": f"{param}$1"})
     op.create_index("ix_search_token_quantity_lookup", TABLE,
-                    ["resource_type", "param", "token_code", "value"])
+                    ["resource_type", "param", "token_code", "value", "token_system",
+                     "resource_id"])
     op.create_index("ix_search_token_quantity_resource_type_resource_id", TABLE,
                     ["resource_type", "resource_id"])
     if bind.dialect.name == "postgresql":
+        # A value range of one code: PostgreSQL multiplied the code's share by the range's
+        # share of every value (lab results are mostly small numbers) and guessed 3,906
+        # systolic readings >= 160 for 26,541, then joined them all for a page of 50 (304 ms
+        # against 41 with the joint frequencies, 200,000 residents).
+        op.execute(f"CREATE STATISTICS {STATISTICS} (mcv) ON param, token_code, value "
+                   f"FROM {TABLE}")
+        op.execute(f"ALTER STATISTICS {STATISTICS} SET STATISTICS 1000")
         op.execute(f"ANALYZE {TABLE}")
 
 

@@ -224,7 +224,7 @@ def test_a_component_composite_is_one_range_of_the_joint_index(sqlite_db: Engine
     nothing is probed per reading."""
     text = "\n".join(_plan_lines(sqlite_db, "Observation",
                                  [("component-code-value-quantity", f"{SYS_BP}$ge160")]))
-    assert re.search(r"SEARCH search_token_quantity_\d+ USING INDEX "
+    assert re.search(r"SEARCH search_token_quantity_\d+ USING COVERING INDEX "
                      r"ix_search_token_quantity_lookup \(resource_type=\? AND param=\? AND "
                      r"token_code=\? AND value>\?\)", text), text
     assert not re.search(r"search_token_\d+ |search_quantity_\d+ ", text), text

@@ -211,7 +211,9 @@ search_token_date = _index_table(
 )
 # A composite of a token and a quantity (``search/combos.py``: ``component-code-value-
 # quantity``, ``code-value-quantity``), one row per element: the code and the value together,
-# so that "systolic >= 160" is a range of one index. Quantity columns as in search_quantity.
+# so that "systolic >= 160" is a range of one index (read from the index alone: it ends in
+# resource_id; PostgreSQL keeps joint statistics of it, see its migration). Quantity columns
+# as in search_quantity.
 search_token_quantity = _index_table(
     "search_token_quantity",
     Column("token_system", String(512), nullable=True),
@@ -221,7 +223,8 @@ search_token_quantity = _index_table(
     Column("code", String(128), nullable=True),
     Column("canonical_value", Float, nullable=True),
     Column("canonical_code", String(128), nullable=True),
-    Index("ix_search_token_quantity_lookup", "resource_type", "param", "token_code", "value"),
+    Index("ix_search_token_quantity_lookup", "resource_type", "param", "token_code", "value",
+          "token_system", "resource_id"),
 )
 
 INDEX_TABLES: dict[str, Table] = {

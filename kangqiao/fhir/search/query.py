@@ -392,7 +392,9 @@ class _Builder:
         """The ids of a ``component-*`` composite read from its value's index rows, the code
         probed in the same group. A component's code (systolic, diastolic) is in every
         reading of its kind, so driving from it read every BP reading of the county to keep
-        those at 160 or above (at 20,000 residents 34,000 probes, 134 ms on SQLite)."""
+        those at 160 or above (at 20,000 residents 34,000 probes, 134 ms on SQLite). The
+        token+quantity ones have a joint index instead (``_joint_ids``); this serves the
+        rest (``component-code-value-concept``)."""
         code_sp, value_sp = comps
         assert code_sp is not None and value_sp is not None
         t0 = schema.INDEX_TABLES[code_sp.type].alias()

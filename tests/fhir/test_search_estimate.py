@@ -73,3 +73,22 @@ def test_an_estimate_is_exact_with_few_candidates_or_no_driver(results: FhirStor
 def test_an_estimate_counts_a_page_that_shows_every_match(results: FhirStore) -> None:
     params = [("code", f"{LOINC}|4548-4"), ("value-quantity", "ge100")]
     assert _total(results, params, "estimate") == 0
+
+
+def test_the_sample_is_tested_without_the_drivers_own_clause(
+    results: FhirStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sampled ids are candidates already: their count reads no driver range
+    wheres: list[list[Any]] = []
+    real = searching.SearchMixin._count
+
+    def spy(self: Any, where: list[Any]) -> int:
+        wheres.append(where)
+        return real(self, where)
+
+    monkeypatch.setattr(searching.SearchMixin, "_count", spy)
+    assert _total(results, [("code", f"{LOINC}|4548-4"), ("value-quantity", "ge9")],
+                  "estimate")
+    (where,) = wheres
+    text = " ".join(str(w) for w in where)
+    assert "search_token" not in text and "search_quantity" in text

@@ -169,7 +169,7 @@ class SearchMixin:
         if resource_type is not None:
             where.append(R.c.resource_type == resource_type)
         if count <= 0:
-            return Page([], self._total(where, total, driver=spec.driver_ids),
+            return Page([], self._total(where, total, spec=spec),
                         list(spec.warnings))
         if spec.order_by or offset:
             stmt = (select(R).where(*where)
@@ -180,7 +180,7 @@ class SearchMixin:
             # total is known without counting
             known = offset + len(rows) if len(rows) <= count and (rows or not offset) else None
             return Page(self._readable(rows[:count]),
-                        self._total(where, total, known, spec.driver_ids),
+                        self._total(where, total, known, spec),
                         list(spec.warnings))
         walk = None
         if (resource_type is not None and before is None and total == "none"
@@ -199,10 +199,10 @@ class SearchMixin:
                                                and (total == "accurate"
                                                     or listed <= 2 * ESTIMATE_SAMPLE)))
         return self._keyset_page(where, count, after, before, total, spec.warnings, walk,
-                                 counted=counted, driver=spec.driver_ids)
+                                 counted=counted, spec=spec)
 
     def _total(self, where: list[ColumnElement[bool]], mode: str, known: int | None = None,
-               driver: Select[Any] | CompoundSelect[Any] | None = None) -> int | None:
+               spec: SearchSpec | None = None) -> int | None:
         """``_total``: none, or the number of matches (``known`` when the page showed them
         all, so that a search with few matches runs one query, not two); for ``estimate``
         with a driving index range, :meth:`_estimate`."""
@@ -210,8 +210,8 @@ class SearchMixin:
             return None
         if known is not None:
             return known
-        if mode == "estimate" and driver is not None:
-            return self._estimate(where, driver)
+        if mode == "estimate" and spec is not None and spec.driver_ids is not None:
+            return self._estimate(where, spec.driver_ids, spec.driver_clause)
         return self._count(where)
 
     def _count(self, where: list[ColumnElement[bool]]) -> int:
@@ -219,7 +219,8 @@ class SearchMixin:
                    .scalar_one())
 
     def _estimate(self, where: list[ColumnElement[bool]],
-                  driver: Select[Any] | CompoundSelect[Any]) -> int:
+                  driver: Select[Any] | CompoundSelect[Any],
+                  driver_clause: ColumnElement[bool] | None) -> int:
         """``_total=estimate``: the driver's candidates counted in its index, and the share
         of a random sample of ``ESTIMATE_SAMPLE`` of them that match (every other parameter
         and the access policy tested); exact when there are few. An accurate total tests
@@ -233,17 +234,21 @@ class SearchMixin:
         candidates = int(self.conn.execute(select(func.count()).select_from(ids)).scalar_one())
         if candidates <= 2 * ESTIMATE_SAMPLE:
             return self._count(where)
-        # the sample's ids as values: as a subquery, its plan is the planner's to spoil
+        # the sample's ids as values: as a subquery, its plan is the planner's to spoil; and
+        # without the driver's own clause, which they satisfy (with the listed candidates
+        # beside it PostgreSQL read every row of the type: 1,000 of 20,623 hypertension
+        # diagnoses tested in 52 ms, 14 of them to find the sample)
         sample = {row[0] for row in self.conn.execute(
             select(rid).order_by(func.random()).limit(ESTIMATE_SAMPLE))}
-        hits = self._count([*where, R.c.id.in_(sorted(sample))])
+        rest = [w for w in where if w is not driver_clause]
+        hits = self._count([*rest, R.c.id.in_(sorted(sample))])
         return round(candidates * hits / len(sample))
 
     def _keyset_page(self, where: list[ColumnElement[bool]], count: int,
                      after: tuple[str, str] | None, before: tuple[str, str] | None,
                      total: str, warnings: list[Issue], walk: Walk | None = None, *,
                      counted: bool = False,
-                     driver: Select[Any] | CompoundSelect[Any] | None = None) -> Page:
+                     spec: SearchSpec | None = None) -> Page:
         """A page in key order; ``counted``: the first page's query also counts the matches
         (a window count, which makes it read them all: for few candidates only)."""
         key = tuple_(R.c.resource_type, R.c.id)
@@ -270,7 +275,7 @@ class SearchMixin:
             more_before = after is not None
         keys = [(r.resource_type, r.id) for r in rows]
         known = len(rows) if not (more_before or more_after) else matches
-        return Page(self._readable(rows), self._total(where, total, known, driver),
+        return Page(self._readable(rows), self._total(where, total, known, spec),
                     list(warnings),
                     first_key=keys[0] if keys else None, last_key=keys[-1] if keys else None,
                     more_after=more_after and bool(keys), more_before=more_before and bool(keys))

@@ -6,12 +6,15 @@ PostgreSQL; the migration fills it for resources stored before it, as a write wo
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 
 from kangqiao.fhir.search import plan
@@ -247,3 +250,55 @@ def test_the_migration_fills_the_index_as_a_write_would(backend: str, tmp_path: 
         engine.dispose()
         if backend != "sqlite":
             _drop_pg(name)
+
+
+# ---- random stores and searches: the joint indexes drive to the probes' answers ----------
+
+_DAY = st.dates(date(2023, 12, 25), date(2024, 1, 8)).map(date.isoformat)
+_WHEN = st.one_of(
+    _DAY, _DAY.map(lambda d: d + "T23:30:00+08:00"), st.just("2024-01"), st.just("2023"),
+    st.tuples(_DAY, _DAY).map(lambda p: {"start": min(p), "end": max(p)}),
+    _DAY.map(lambda d: {"start": d}), _DAY.map(lambda d: {"end": d}))
+_CODINGS = st.lists(st.sampled_from([
+    {"system": LOINC, "code": "4548-4"}, {"code": "4548-4"}, {"system": LOINC, "code": "2345-7"},
+    {"system": "http://kangqiao/lab", "code": "4548-4"}]), min_size=0, max_size=2)
+_VALUES = st.floats(150, 170).map(lambda v: round(v, 1))
+
+
+@st.composite
+def _observation(draw: st.DrawFn, i: int) -> dict[str, Any]:
+    r: dict[str, Any] = {"resourceType": "Observation", "id": f"r{i:02d}", "status": "final",
+                         "code": {"coding": draw(_CODINGS)}}
+    when = draw(st.one_of(st.none(), _WHEN))
+    if isinstance(when, dict):
+        r["effectivePeriod"] = when
+    elif when is not None:
+        r["effectiveDateTime"] = when
+    r["component"] = [{"code": {"coding": [c]}, "valueQuantity": {
+        "value": draw(_VALUES), "system": UCUM, "code": "mm[Hg]"}} for c in draw(_CODINGS)]
+    return r
+
+
+@pytest.fixture
+def scratch(engine: Engine) -> Iterator[Engine]:
+    """The session's engine for random stores, with the module's resources put back after."""
+    yield engine
+    store(engine, RESOURCES + BPS)
+
+
+@given(st.lists(st.integers(0, 10**6), min_size=1, max_size=12).flatmap(
+           lambda ks: st.tuples(*(_observation(i) for i in range(len(ks))))),
+       st.sampled_from(["4548-4", f"{LOINC}|4548-4", "|4548-4", "4548-4,2345-7"]),
+       st.sampled_from(PREFIXES), st.one_of(_DAY, st.just("2024-01"),
+                                            _DAY.map(lambda d: d + "T16:00:00Z")),
+       _VALUES)
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_stores_find_what_the_probes_find(
+        scratch: Engine, monkeypatch: pytest.MonkeyPatch, resources: tuple[dict[str, Any], ...],
+        code: str, prefix: str, day: str, value: float) -> None:
+    store(scratch, list(resources))
+    for params in ([("code", code), ("date", prefix + day)],
+                   [("component-code-value-quantity", f"{code.split(',')[0]}${prefix}{value}")]):
+        assert search(scratch, "Observation", params) == _probes_only(
+            scratch, "Observation", params, monkeypatch), params

@@ -36,7 +36,7 @@ SELECT DISTINCT t.resource_type, t.resource_id, :combo, t.system, t.code, d.low,
 FROM search_token t
 JOIN search_date d ON d.resource_type = t.resource_type AND d.resource_id = t.resource_id
 WHERE t.resource_type = :rtype AND t.param = :token AND d.param = :date
-  AND (t.code IS NOT NULL OR t.system IS NOT NULL)
+  AND t.code IS NOT NULL
 """)
 
 

@@ -42,8 +42,9 @@ def combo_rows(resource_type: str, rows: dict[str, list[Row]]) -> list[Row]:
     """The ``search_token_date`` rows of a resource, from its token and date index rows."""
     out: list[Row] = []
     for token, date in COMBOS.get(resource_type, ()):
+        # a search drives from the pair only with a code (``query._with_combo``)
         codes = {(r["system"], r["code"]) for r in rows["token"]
-                 if r["param"] == token and (r["code"] is not None or r["system"] is not None)}
+                 if r["param"] == token and r["code"] is not None}
         if not codes:
             continue
         ranges = {(r["low"], r["high"]) for r in rows["date"] if r["param"] == date}

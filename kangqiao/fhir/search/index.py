@@ -271,7 +271,7 @@ CONVERTERS: dict[str, Converter] = {
     "quantity": _conv_quantity,
     "uri": _conv_uri,
 }
-# the parameters' own tables, then the code-and-date pairs (``combos``)
+# the parameters' own tables, then the joint ones (``combos``)
 TABLE_KEYS = (*CONVERTERS, "token_date", "token_quantity")
 
 

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -73,6 +74,27 @@ def _drop_pg(name: str, *, create: bool = False) -> None:
         if create:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+
+
+@contextmanager
+def store_at(backend: str, tmp_path: Path, revision: str, name: str
+             ) -> Iterator[tuple[str, Engine]]:
+    """A store of ``backend`` migrated up to ``revision`` only (a store of an earlier day, for
+    testing the migrations after it): its URL and engine; a PostgreSQL one is dropped after."""
+    db = f"kangqiao_{name}_{_worker()}"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        _drop_pg(db, create=True)
+        url = f"{PG_SERVER}/{db}"
+    upgrade(url, revision)
+    engine = make_engine(url)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
+        if backend != "sqlite":
+            _drop_pg(db)
 
 
 @pytest.fixture(scope="session")

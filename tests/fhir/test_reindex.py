@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy import Engine, select
 
 from kangqiao.fhir.store import schema
-from kangqiao.fhir.store.db import make_engine
 from kangqiao.fhir.store.migrate import upgrade
 from kangqiao.fhir.store.reindex import drop_params, reindex_params
 from kangqiao.fhir.store.store import FhirStore
 from kangqiao.security.gate import SYSTEM
-from tests.conftest import BACKENDS, PG_SERVER, _drop_pg, _worker
+from tests.conftest import BACKENDS, store_at
 
 REF = schema.search_reference
 CODES = ("care-manager-role", "team")
@@ -56,15 +55,7 @@ def test_reindex_restores_what_a_write_indexes(engine: Engine) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_migration_indexes_episodes_stored_before_it(backend: str, tmp_path: Path) -> None:
-    name = f"kangqiao_reindex_{_worker()}"
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        _drop_pg(name, create=True)
-        url = f"{PG_SERVER}/{name}"
-    upgrade(url, "5e4a1c2b9d70")
-    engine = make_engine(url)
-    try:
+    with store_at(backend, tmp_path, "5e4a1c2b9d70", "reindex") as (url, engine):
         _put(engine, EPISODE)
         with engine.begin() as conn:  # as a store of before the parameters left it
             drop_params(conn, "EpisodeOfCare", CODES)
@@ -72,7 +63,3 @@ def test_the_migration_indexes_episodes_stored_before_it(backend: str, tmp_path:
         assert [r[1:] for r in _rows(engine) if r[1] in CODES] == [
             ("care-manager-role", "PractitionerRole", "r1"), ("team", "CareTeam", "t1"),
             ("team", "CareTeam", "t2")]
-    finally:
-        engine.dispose()
-        if backend != "sqlite":
-            _drop_pg(name)

@@ -37,10 +37,12 @@ def _only(rows: dict[str, list[dict[str, Any]]], codes: frozenset[str]
             for kind, found in rows.items()}
 
 
-def drop_params(conn: Connection, resource_type: str, codes: Iterable[str]) -> None:
-    """Delete the index rows of ``codes`` on ``resource_type``."""
+def drop_params(conn: Connection, resource_type: str, codes: Iterable[str],
+                tables: dict[str, Table] | None = None) -> None:
+    """Delete the index rows of ``codes`` on ``resource_type`` (from ``tables``: by default
+    every index table the database has)."""
     wanted = frozenset(codes)
-    for table in _present(conn).values():
+    for table in (_present(conn) if tables is None else tables).values():
         params = [p for p in conn.execute(select(table.c.param).distinct().where(
             table.c.resource_type == resource_type)).scalars() if _owned(p, wanted)]
         if params:
@@ -53,8 +55,8 @@ def reindex_params(conn: Connection, resource_type: str, codes: Iterable[str]) -
     ``resource_type`` (rows already there are replaced, so it may run again); returns how
     many resources were read. Pages by id so memory stays flat on a large county."""
     wanted = frozenset(codes)
-    drop_params(conn, resource_type, wanted)
     tables = _present(conn)
+    drop_params(conn, resource_type, wanted, tables)
     done, after = 0, ""
     while True:
         page = conn.execute(select(R.c.id, R.c.content).where(
